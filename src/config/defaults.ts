@@ -1,0 +1,61 @@
+/**
+ * The embedded defaults: what `petrel serve` runs with when there is no
+ * petrel.conf (DESIGN.md: listen on 127.0.0.1:2525, data in ./var, local
+ * domain localhost, trust loopback). Protocol limits come from
+ * src/smtp/limits.ts so that a default is written down exactly once.
+ */
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
+import { parseCidr, type Cidr } from '../policy/cidr';
+import { LIMITS } from '../smtp/limits';
+import type { Config } from './schema';
+
+function cidrs(...s: string[]): Cidr[] {
+  return s.map((x) => {
+    const c = parseCidr(x);
+    if (!c) throw new Error(`bad built-in CIDR ${x}`);
+    return c;
+  });
+}
+
+/** Defaults with relative paths resolved against baseDir; usersFile follows dataDir. */
+export function defaultValues(baseDir: string): Omit<Config, 'source'> {
+  const dataDir = resolve(baseDir, 'var');
+  return {
+    hostname: hostname(),
+    dataDir,
+    listen: [{ host: '127.0.0.1', port: 2525 }],
+    listenSubmission: [],
+    listenSmtps: [],
+    tlsCert: null,
+    tlsKey: null,
+    localDomains: ['localhost'],
+    relayDomains: [],
+    trustedNetworks: cidrs('127.0.0.0/8', '::1/128'),
+    relayHost: null,
+    dnsServers: [],
+    outboundPort: 25,
+    maxMessageSize: LIMITS.maxMessageSize,
+    // RFC 5321 §4.5.3.1.8: at least 100 recipients per transaction.
+    maxRecipients: LIMITS.maxRecipients,
+    maxConnections: 1000,
+    maxConnectionsPerIp: 50,
+    maxErrors: LIMITS.maxErrors,
+    // RFC 5321 §4.5.3.2.7: the server timeout SHOULD be at least 5 minutes.
+    idleTimeout: 300,
+    usersFile: resolve(dataDir, 'users'),
+    retrySchedule: [60, 300, 900, 1800, 3600],
+    // RFC 5321 §4.5.4.1: give up after at least 4–5 days.
+    maxQueueLifetime: 5 * 86400,
+    aliasesFile: null,
+    catchAll: [],
+    dkimSign: [],
+    logLevel: 'info',
+    queueFsync: true,
+  };
+}
+
+/** The configuration used when no file is given; paths relative to cwd. */
+export function defaultConfig(cwd: string = process.cwd()): Config {
+  return { ...defaultValues(cwd), source: null };
+}

@@ -1,0 +1,118 @@
+/**
+ * The petrel.conf schema: every key, its Config field, how its value is read
+ * and printed. One table, so that the parser, the defaults and
+ * `petrel check-config` can never disagree about the set of keys.
+ * The key names are a contract with operators, tests and tools (DESIGN.md).
+ */
+import type { LogLevel } from '../observe/log';
+import type { Cidr } from '../policy/cidr';
+import * as v from './values';
+import type { CatchAll, DkimSign, Endpoint, Parsed, RelayHost } from './values';
+
+export type { CatchAll, DkimSign, Endpoint, RelayHost, Cidr };
+
+export interface Config {
+  /** Name in the greeting, EHLO and Received. */
+  hostname: string;
+  dataDir: string;
+  /** SMTP (MX) listeners; STARTTLS is offered when tlsCert is set. */
+  listen: Endpoint[];
+  /** Port-587-style listeners: STARTTLS, then AUTH required (RFC 6409). */
+  listenSubmission: Endpoint[];
+  /** Port-465-style listeners: implicit TLS, AUTH required (RFC 8314). */
+  listenSmtps: Endpoint[];
+  tlsCert: string | null;
+  tlsKey: string | null;
+  /** Lowercased, no trailing dot. */
+  localDomains: string[];
+  relayDomains: string[];
+  trustedNetworks: Cidr[];
+  /** Smart host; null = deliver straight to the recipients' MX hosts. */
+  relayHost: RelayHost | null;
+  /** Empty = the system's resolvers. */
+  dnsServers: Endpoint[];
+  outboundPort: number;
+  maxMessageSize: number;
+  maxRecipients: number;
+  maxConnections: number;
+  maxConnectionsPerIp: number;
+  maxErrors: number;
+  /** Seconds. */
+  idleTimeout: number;
+  usersFile: string;
+  /** Seconds between attempts; the last entry repeats. */
+  retrySchedule: number[];
+  /** Seconds. */
+  maxQueueLifetime: number;
+  aliasesFile: string | null;
+  catchAll: CatchAll[];
+  dkimSign: DkimSign[];
+  logLevel: LogLevel;
+  /** false only for benchmark analysis: acknowledged mail can be lost in a crash. */
+  queueFsync: boolean;
+  /** The configuration file read, or null for the embedded defaults. */
+  source: string | null;
+}
+
+export type Field = Exclude<keyof Config, 'source'>;
+
+export interface KeySpec<T> {
+  /** The name in petrel.conf. */
+  readonly key: string;
+  readonly parse: (raw: string) => Parsed<T>;
+  readonly format: (value: T) => string;
+}
+
+export type Schema = { readonly [F in Field]: KeySpec<Config[F]> };
+
+const list = <T>(format: (x: T) => string) => (xs: T[]) => xs.map(format).join(', ');
+const str = (s: string) => s;
+const maybe = (s: string | null) => s ?? '';
+const num = (n: number) => String(n);
+
+/** The schema for a file in baseDir (relative paths resolve against it). Key order is print order. */
+export function schema(baseDir: string): Schema {
+  return {
+    hostname: { key: 'hostname', parse: v.domainName, format: str },
+    dataDir: { key: 'data_dir', parse: v.pathIn(baseDir), format: str },
+    listen: { key: 'listen', parse: v.listOf(v.listenEndpoint), format: list(v.formatEndpoint) },
+    listenSubmission: { key: 'listen_submission', parse: v.listOf(v.listenEndpoint), format: list(v.formatEndpoint) },
+    listenSmtps: { key: 'listen_smtps', parse: v.listOf(v.listenEndpoint), format: list(v.formatEndpoint) },
+    tlsCert: { key: 'tls_cert', parse: v.optionalPathIn(baseDir), format: maybe },
+    tlsKey: { key: 'tls_key', parse: v.optionalPathIn(baseDir), format: maybe },
+    localDomains: { key: 'local_domains', parse: v.listOf(v.mailDomain), format: list(str) },
+    relayDomains: { key: 'relay_domains', parse: v.listOf(v.mailDomain), format: list(str) },
+    trustedNetworks: { key: 'trusted_networks', parse: v.listOf(v.cidr), format: list(v.formatCidr) },
+    relayHost: { key: 'relay_host', parse: v.relayHost, format: v.formatRelayHost },
+    dnsServers: { key: 'dns_servers', parse: v.listOf(v.dnsServer), format: list(v.formatEndpoint) },
+    outboundPort: { key: 'outbound_port', parse: (s) => v.port(s), format: num },
+    maxMessageSize: { key: 'max_message_size', parse: v.size, format: v.formatSize },
+    maxRecipients: { key: 'max_recipients', parse: v.positiveInt, format: num },
+    maxConnections: { key: 'max_connections', parse: v.positiveInt, format: num },
+    maxConnectionsPerIp: { key: 'max_connections_per_ip', parse: v.positiveInt, format: num },
+    maxErrors: { key: 'max_errors', parse: v.positiveInt, format: num },
+    idleTimeout: { key: 'idle_timeout', parse: v.duration, format: v.formatDuration },
+    usersFile: { key: 'users_file', parse: v.pathIn(baseDir), format: str },
+    retrySchedule: { key: 'retry_schedule', parse: v.nonEmptyListOf(v.duration), format: list(v.formatDuration) },
+    maxQueueLifetime: { key: 'max_queue_lifetime', parse: v.duration, format: v.formatDuration },
+    aliasesFile: { key: 'aliases_file', parse: v.optionalPathIn(baseDir), format: maybe },
+    catchAll: { key: 'catch_all', parse: v.listOf(v.catchAll), format: list((c) => `${c.domain}:${c.user}`) },
+    dkimSign: {
+      key: 'dkim_sign',
+      parse: v.listOf(v.dkimSignIn(baseDir)),
+      format: list((d) => `${d.domain}:${d.selector}:${d.keyFile}`),
+    },
+    logLevel: { key: 'log_level', parse: v.oneOf(['debug', 'info', 'warn', 'error'] as const), format: str },
+    queueFsync: { key: 'queue_fsync', parse: v.yesNo, format: (b) => (b ? 'yes' : 'no') },
+  };
+}
+
+/** Field names in print order. */
+export function fields(s: Schema): Field[] {
+  return Object.keys(s) as Field[];
+}
+
+/** petrel.conf key → Config field. */
+export function fieldByKey(s: Schema): Map<string, Field> {
+  return new Map(fields(s).map((f) => [s[f].key, f]));
+}
