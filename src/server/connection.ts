@@ -9,14 +9,13 @@
 import type { Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
 import type { Logger } from '../observe/log';
+import { BACKLOG_HIGH_WATER } from '../queue/queue';
 import { LIMITS } from '../smtp/limits';
 import { R, renderReply } from '../smtp/reply';
 import { ServerSession } from '../smtp/server-session';
 import type { Decision, Output, Question, SessionConfig } from '../smtp/session-types';
 import { decide, type ClientFacts, type DecisionContext } from './decisions';
 
-/** Queue bytes not yet written above which sockets stop being read. */
-export const QUEUE_HIGH_WATER = 8 * 1024 * 1024;
 
 export interface ConnectionOptions {
   readonly session: SessionConfig;
@@ -27,6 +26,8 @@ export interface ConnectionOptions {
   readonly trusted: boolean;
   readonly implicitTls: boolean;
   readonly onClose: () => void;
+  /** Called when reading stopped because of the queue's backlog, so the server can wake us on drain. */
+  readonly onQueueBackpressure: () => void;
 }
 
 export class Connection implements ClientFacts {
@@ -73,7 +74,9 @@ export class Connection implements ClientFacts {
 
   /** Re-evaluates back-pressure (called when the queue drains). */
   updateFlow(): void {
-    const hold = this.session.buffered > LIMITS.pipelineBuffer || this.opts.decisions.queue.backlogBytes > QUEUE_HIGH_WATER;
+    const queueFull = this.opts.decisions.queue.backlogBytes > BACKLOG_HIGH_WATER;
+    const hold = this.session.buffered > LIMITS.pipelineBuffer || queueFull;
+    if (queueFull) this.opts.onQueueBackpressure();
     if (hold === this.paused || this.ended) return;
     this.paused = hold;
     if (hold) this.socket.pause();

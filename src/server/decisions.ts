@@ -5,14 +5,24 @@
  */
 import { buildReceived, type ReceivedInfo } from '../message/received';
 import { decideRecipient } from '../policy/relay';
-import { QueueError, type Queue } from '../queue/queue';
+import { QueueError, type Envelope } from '../queue/queue';
 import { R, reply } from '../smtp/reply';
 import type { Decision, Question, Transaction } from '../smtp/session-types';
 import type { Logger } from '../observe/log';
 
+/** The part of the queue a session needs (the real Queue, or an in-memory one in tests). */
+export interface SessionQueue {
+  readonly poisoned: boolean;
+  readonly backlogBytes: number;
+  newId(): string;
+  appendBody(id: string, chunk: Buffer): void;
+  discard(id: string): void;
+  commit(id: string, env: Envelope): Promise<void>;
+}
+
 export interface DecisionContext {
   readonly hostname: string;
-  readonly queue: Queue;
+  readonly queue: SessionQueue;
   readonly log: Logger;
   readonly localDomains: readonly string[];
   readonly relayDomains: readonly string[];

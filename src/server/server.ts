@@ -33,6 +33,7 @@ export class PetrelServer {
   private readonly tlsContext: SecureContext | null;
   private nextSession = 0;
   private stopping: Promise<void> | null = null;
+  private drainArmed = false;
 
   private constructor(
     readonly cfg: Config,
@@ -41,7 +42,14 @@ export class PetrelServer {
   ) {
     this.limits = new ConnectionLimits(cfg.maxConnections, cfg.maxConnectionsPerIp);
     this.tlsContext = cfg.tlsCert && cfg.tlsKey ? loadTls(cfg.tlsCert, cfg.tlsKey) : null;
-    queue.onDrain(() => {
+  }
+
+  /** Some connection stopped reading because the queue's write backlog is high: wake it when the queue drains. */
+  private armDrain(): void {
+    if (this.drainArmed) return;
+    this.drainArmed = true;
+    this.queue.onDrain(() => {
+      this.drainArmed = false;
       for (const c of this.connections) if (c.isPaused) c.updateFlow();
     });
   }
@@ -133,6 +141,7 @@ export class PetrelServer {
       trusted: inNetworks(ip, c.trustedNetworks),
       implicitTls,
       onClose,
+      onQueueBackpressure: () => this.armDrain(),
     };
   }
 

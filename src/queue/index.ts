@@ -1,0 +1,227 @@
+/**
+ * The queue index: a reducer over logical records, in the spirit of bitcask's
+ * key directory. It maps each committed queue id to its envelope, the log
+ * locations of its BODY records and its recipients' states (the append-only
+ * form of Postfix's per-recipient cross-off), and counts the live messages
+ * that have records in each segment, so compaction can tell dead segments.
+ *
+ * Pure in the sense that matters for the spec: no I/O, no clock, output
+ * determined by the records in order. It updates the index in place and
+ * returns it, so replaying a log is O(records), not O(records × messages).
+ */
+import { assertNever } from '../smtp/assert-never';
+import type { BodyRecord, CommitRecord, OpRecord, QueueRecord, RcptRecord } from './records';
+import type { Envelope, QueuedMessage, QueuedRecipient } from './types';
+
+/** Where a logical record lies: the segment number and its byte span in that file. */
+export interface Location {
+  readonly segment: number;
+  readonly offset: number;
+  readonly end: number;
+}
+
+export interface IndexEntry {
+  readonly id: string;
+  readonly envelope: Envelope;
+  /** BODY record locations in sequence order. */
+  readonly chunks: Location[];
+  readonly recipients: QueuedRecipient[];
+  held: boolean;
+  readonly size: number;
+  readonly bodyCrc: number;
+  /** Segments holding any record of this message: it keeps each of them alive. */
+  readonly segments: Set<number>;
+}
+
+/** Body chunks of a transaction whose COMMIT has not been seen (yet, or ever). */
+export interface PendingBody {
+  readonly chunks: Location[];
+  size: number;
+  readonly segments: Set<number>;
+}
+
+export interface IndexProblem {
+  readonly id: string;
+  readonly location: Location;
+  readonly problem: string;
+}
+
+export interface QueueIndex {
+  readonly messages: Map<string, IndexEntry>;
+  readonly pending: Map<string, PendingBody>;
+  /** segment → number of live (committed or pending) messages with records in it. */
+  readonly live: Map<number, number>;
+  readonly problems: IndexProblem[];
+}
+
+export function emptyIndex(): QueueIndex {
+  return { messages: new Map(), pending: new Map(), live: new Map(), problems: [] };
+}
+
+export function apply(index: QueueIndex, record: QueueRecord, at: Location): QueueIndex {
+  switch (record.kind) {
+    case 'body':
+      return applyBody(index, record, at);
+    case 'commit':
+      return applyCommit(index, record, at);
+    case 'rcpt':
+      return applyRcpt(index, record, at);
+    case 'op':
+      return applyOp(index, record, at);
+    case 'done':
+      return forget(index, record.id);
+    default:
+      return assertNever(record);
+  }
+}
+
+function applyBody(index: QueueIndex, r: BodyRecord, at: Location): QueueIndex {
+  let p = index.pending.get(r.id);
+  if (!p) {
+    p = { chunks: [], size: 0, segments: new Set() };
+    index.pending.set(r.id, p);
+  }
+  if (r.seq !== p.chunks.length) problem(index, r.id, at, `BODY seq ${r.seq}, expected ${p.chunks.length}`);
+  p.chunks.push(at);
+  p.size += r.bytes.length;
+  touch(index, p.segments, at.segment);
+  return index;
+}
+
+function applyCommit(index: QueueIndex, r: CommitRecord, at: Location): QueueIndex {
+  // A second COMMIT for an id is a copy moved forward by compaction: the newest wins.
+  forget(index, r.id);
+  const p = index.pending.get(r.id) ?? { chunks: [], size: 0, segments: new Set<number>() };
+  index.pending.delete(r.id);
+  if (p.chunks.length !== r.chunkCount || p.size !== r.size) {
+    problem(index, r.id, at, `COMMIT says ${r.chunkCount} chunks/${r.size} bytes, log has ${p.chunks.length}/${p.size}`);
+  }
+  const entry: IndexEntry = {
+    id: r.id,
+    envelope: {
+      sender: r.sender,
+      recipients: r.recipients,
+      params: r.params,
+      clientIp: r.clientIp,
+      helo: r.helo,
+      receivedAt: r.receivedAt,
+    },
+    chunks: p.chunks,
+    recipients: r.recipients.map((address) => ({ address, state: 'queued', attempts: 0, nextAttempt: null, lastReply: null })),
+    held: false,
+    size: r.size,
+    bodyCrc: r.bodyCrc,
+    segments: p.segments,
+  };
+  index.messages.set(r.id, entry);
+  touch(index, entry.segments, at.segment);
+  return index;
+}
+
+function applyRcpt(index: QueueIndex, r: RcptRecord, at: Location): QueueIndex {
+  const entry = index.messages.get(r.id);
+  if (!entry) return index; // already finished: a DONE raced an outcome
+  const rcpt = entry.recipients[r.index];
+  if (!rcpt) return problem(index, r.id, at, `RCPT index ${r.index} out of range`);
+  const o = r.outcome;
+  rcpt.state = o.state;
+  switch (o.state) {
+    case 'delivered':
+      rcpt.attempts += 1;
+      rcpt.nextAttempt = null;
+      break;
+    case 'deferred':
+      rcpt.attempts = o.attempts;
+      rcpt.nextAttempt = o.nextAt;
+      rcpt.lastReply = o.reply;
+      break;
+    case 'failed':
+      rcpt.attempts += 1;
+      rcpt.nextAttempt = null;
+      rcpt.lastReply = o.reply;
+      break;
+    default:
+      assertNever(o);
+  }
+  touch(index, entry.segments, at.segment);
+  return index;
+}
+
+function applyOp(index: QueueIndex, r: OpRecord, at: Location): QueueIndex {
+  const entry = index.messages.get(r.id);
+  if (!entry) return index;
+  switch (r.op) {
+    case 'hold':
+    case 'release':
+      entry.held = r.op === 'hold';
+      break;
+    case 'delete':
+      return forget(index, r.id);
+    case 'flush':
+      // postqueue -f: every deferred recipient is due now; attempts and last reply stay.
+      for (const rcpt of entry.recipients) {
+        if (rcpt.state === 'deferred') Object.assign(rcpt, { state: 'queued', nextAttempt: null });
+      }
+      break;
+    default:
+      assertNever(r.op);
+  }
+  touch(index, entry.segments, at.segment);
+  return index;
+}
+
+/** Removes a committed message (DONE, OP delete, or superseded by a newer COMMIT). */
+function forget(index: QueueIndex, id: string): QueueIndex {
+  const entry = index.messages.get(id);
+  if (!entry) return index;
+  index.messages.delete(id);
+  release(index, entry.segments);
+  return index;
+}
+
+/** Forgets a transaction that will never commit (aborted, or cut off by a crash). */
+export function dropPending(index: QueueIndex, id: string): QueueIndex {
+  const p = index.pending.get(id);
+  if (!p) return index;
+  index.pending.delete(id);
+  release(index, p.segments);
+  return index;
+}
+
+export function dropAllPending(index: QueueIndex): QueueIndex {
+  for (const id of [...index.pending.keys()]) dropPending(index, id);
+  return index;
+}
+
+function touch(index: QueueIndex, segments: Set<number>, segment: number): void {
+  if (segments.has(segment)) return;
+  segments.add(segment);
+  index.live.set(segment, (index.live.get(segment) ?? 0) + 1);
+}
+
+function release(index: QueueIndex, segments: Set<number>): void {
+  for (const s of segments) {
+    const n = (index.live.get(s) ?? 0) - 1;
+    if (n > 0) index.live.set(s, n);
+    else index.live.delete(s);
+  }
+}
+
+function problem(index: QueueIndex, id: string, location: Location, text: string): QueueIndex {
+  index.problems.push({ id, location, problem: text });
+  return index;
+}
+
+/** The public view of an entry: a deep copy, so callers cannot change the index. */
+export function toQueuedMessage(e: IndexEntry): QueuedMessage {
+  return {
+    id: e.id,
+    sender: e.envelope.sender,
+    size: e.size,
+    arrived: e.envelope.receivedAt,
+    held: e.held,
+    recipients: e.recipients.map((r) => ({ ...r })),
+    clientIp: e.envelope.clientIp,
+    helo: e.envelope.helo,
+  };
+}

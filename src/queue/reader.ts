@@ -1,0 +1,72 @@
+/**
+ * Reading the queue without writing it: streaming a committed body back from
+ * its BODY records, and the read-only scan behind `petrel queue list/show`,
+ * which must work beside a running server, so it never truncates, creates or
+ * locks anything and treats the newest segment's tail as possibly mid-write.
+ */
+import { crc32Update } from './framing';
+import type { IndexEntry } from './index';
+import { toQueuedMessage } from './index';
+import { decodeRecord } from './records';
+import { replay } from './recovery';
+import type { RecoveryReport } from './recovery';
+import { nodeFs, readLogRecord, segmentPath } from './segment';
+import type { QueueFile, QueueFs } from './segment';
+import { QueueError } from './types';
+import type { QueuedMessage } from './types';
+
+/** Streams a message's body chunks in order, checking each record and the whole-body CRC. */
+export async function* readEntryBody(fs: QueueFs, dir: string, entry: IndexEntry): AsyncGenerator<Buffer> {
+  let fh: QueueFile | null = null;
+  let open = -1;
+  let crc = 0;
+  try {
+    for (let seq = 0; seq < entry.chunks.length; seq++) {
+      const loc = entry.chunks[seq];
+      if (!loc) break;
+      if (!fh || open !== loc.segment) {
+        await fh?.close();
+        fh = null;
+        fh = await fs.open(segmentPath(dir, loc.segment), 'r');
+        open = loc.segment;
+      }
+      const bytes = await readChunk(fh, loc, entry.id, seq);
+      crc = crc32Update(crc, bytes);
+      yield bytes;
+    }
+  } finally {
+    await fh?.close();
+  }
+  if (crc >>> 0 !== entry.bodyCrc >>> 0) throw new QueueError('io', `body of ${entry.id} does not match its COMMIT checksum`);
+}
+
+async function readChunk(fh: QueueFile, loc: IndexEntry['chunks'][number], id: string, seq: number): Promise<Buffer> {
+  const payload = await readLogRecord(fh, loc);
+  const decoded = payload ? decodeRecord(payload) : null;
+  const r = decoded?.ok ? decoded.record : null;
+  if (r?.kind !== 'body' || r.id !== id || r.seq !== seq) {
+    throw new QueueError('io', `BODY ${seq} of ${id} unreadable at segment ${loc.segment} offset ${loc.offset}`);
+  }
+  return r.bytes;
+}
+
+export interface QueueSnapshot {
+  messages: QueuedMessage[];
+  readBody(id: string): AsyncIterable<Buffer>;
+  report: RecoveryReport;
+}
+
+/** Read-only scan for the CLI (`petrel queue list` works with or without a running server): never truncates or writes. */
+export async function readQueue(dir: string, fs: QueueFs = nodeFs): Promise<QueueSnapshot> {
+  const { index, report } = await replay(fs, dir);
+  const messages = [...index.messages.values()].map(toQueuedMessage);
+  return {
+    messages,
+    report,
+    readBody(id: string): AsyncIterable<Buffer> {
+      const entry = index.messages.get(id);
+      if (!entry) throw new Error(`no such message: ${id}`);
+      return readEntryBody(fs, dir, entry);
+    },
+  };
+}
