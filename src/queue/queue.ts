@@ -19,6 +19,7 @@ import { MAX_BODY_CHUNK, isValidId } from './records';
 import type { CommitRecord } from './records';
 import { replay } from './recovery';
 import type { NewestSegment, RecoveryReport } from './recovery';
+import { lockQueueDir } from './lock';
 import { fsyncDir, nodeFs, segmentPath } from './segment';
 import type { QueueFs } from './segment';
 import { QueueError } from './types';
@@ -56,6 +57,7 @@ export class Queue {
   private readonly committing = new Set<string>();
   private readonly committer: Committer;
   private closed = false;
+  private unlock: () => Promise<void> = async () => undefined;
   private lastMs = 0;
   private idSeq = 0;
 
@@ -85,14 +87,21 @@ export class Queue {
   static async open(dir: string, opts: QueueOptions = {}): Promise<Queue> {
     const fs = opts.fs ?? nodeFs;
     await fs.mkdir(dir, { recursive: true });
-    const { index, report, newest } = await replay(fs, dir);
-    const fsync = opts.fsync ?? true;
-    const tail = await openTail(fs, dir, newest, report, fsync);
-    // the newest segment's name may never have been made durable before a crash
-    if (fsync && tail.fh) await fsyncDir(fs, dir);
-    const q = new Queue(dir, fs, index, report, tail, opts);
-    await q.committer.durable(); // a new segment's header and directory entry are on disk before we accept mail
-    return q;
+    const unlock = await lockQueueDir(dir);
+    try {
+      const { index, report, newest } = await replay(fs, dir);
+      const fsync = opts.fsync ?? true;
+      const tail = await openTail(fs, dir, newest, report, fsync);
+      // the newest segment's name may never have been made durable before a crash
+      if (fsync && tail.fh) await fsyncDir(fs, dir);
+      const q = new Queue(dir, fs, index, report, tail, opts);
+      q.unlock = unlock;
+      await q.committer.durable(); // a new segment's header and directory entry are on disk before we accept mail
+      return q;
+    } catch (err) {
+      await unlock();
+      throw err;
+    }
   }
 
   /** 10 Crockford base32 chars of ms since the epoch, then 5 of a per-ms sequence: unique, sortable by time. */
@@ -200,7 +209,11 @@ export class Queue {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.committer.close();
+    try {
+      await this.committer.close();
+    } finally {
+      await this.unlock();
+    }
   }
 
   /** Records become visible in the index only once written (and, for COMMIT, synced). */
