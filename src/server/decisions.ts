@@ -41,6 +41,7 @@ export interface ClientFacts {
 export function decide(q: Question, ctx: DecisionContext, client: ClientFacts): Decision | Promise<Decision> {
   switch (q.kind) {
     case 'mail':
+      // A poisoned queue refuses every new transaction up front rather than after the client sent the body.
       if (ctx.queue.poisoned) return { accept: false, reply: R.localError() };
       return { accept: true, id: ctx.queue.newId() };
     case 'rcpt': {

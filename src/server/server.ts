@@ -11,7 +11,7 @@ import { createSecureContext, createServer as createTlsServer, type SecureContex
 import type { Config, Endpoint } from '../config';
 import type { Logger } from '../observe/log';
 import { inNetworks } from '../policy/cidr';
-import { Queue } from '../queue/queue';
+import { Queue, type QueueFs } from '../queue/queue';
 import { reply, renderReply } from '../smtp/reply';
 import { ConnectionLimits } from './conn-limits';
 import { Connection, normalizeIp } from './connection';
@@ -54,8 +54,9 @@ export class PetrelServer {
     });
   }
 
-  static async start(cfg: Config, log: Logger): Promise<PetrelServer> {
-    const queue = await Queue.open(join(cfg.dataDir, 'queue'), { fsync: cfg.queueFsync });
+  /** `queueFs` replaces the file system under the queue (fault-injection tests only). */
+  static async start(cfg: Config, log: Logger, opts: { queueFs?: QueueFs } = {}): Promise<PetrelServer> {
+    const queue = await Queue.open(join(cfg.dataDir, 'queue'), { fsync: cfg.queueFsync, fs: opts.queueFs });
     const report = (queue as { recoveryReport?: unknown }).recoveryReport;
     log.info('queue-open', { dir: join(cfg.dataDir, 'queue'), messages: queue.list().length, recovery: report });
     const server = new PetrelServer(cfg, queue, log);
