@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { createServer as createTcpServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { createSecureContext, createServer as createTlsServer, type SecureContext } from 'node:tls';
+import { createSecureContext, createServer as createTlsServer, type SecureContext, type TlsOptions } from 'node:tls';
 import type { Config, Endpoint } from '../config';
 import type { Logger } from '../observe/log';
 import { inNetworks } from '../policy/cidr';
@@ -99,7 +99,7 @@ export class PetrelServer {
   private listen(kind: ListenerKind, ep: Endpoint): Promise<void> {
     const server =
       kind === 'smtps'
-        ? createTlsServer({ secureContext: this.requireTls(), minVersion: 'TLSv1.2' }).on('secureConnection', (s) => this.admit(s, true))
+        ? createTlsServer(this.tlsServerOptions()).on('secureConnection', (s) => this.admit(s, true))
         : createTcpServer((s) => this.admit(s, false));
     server.on('tlsClientError', (err: Error) => this.log.info('tls-error', { error: { message: err.message } }));
     this.servers.push({ kind, server });
@@ -146,15 +146,21 @@ export class PetrelServer {
     };
   }
 
-  private requireTls(): SecureContext {
-    if (!this.tlsContext) throw new Error('listen_smtps needs tls_cert and tls_key');
-    return this.tlsContext;
+  /** tls.createServer ignores a `secureContext` option; it takes the key material itself. */
+  private tlsServerOptions(): TlsOptions {
+    const { tlsCert, tlsKey } = this.cfg;
+    if (!tlsCert || !tlsKey) throw new Error('listen_smtps needs tls_cert and tls_key');
+    return tlsOptions(tlsCert, tlsKey);
   }
 }
 
 /** TLS 1.2 and newer only (RFC 8996 deprecates 1.0 and 1.1). */
+function tlsOptions(certFile: string, keyFile: string): TlsOptions {
+  return { cert: readFileSync(certFile), key: readFileSync(keyFile), minVersion: 'TLSv1.2' };
+}
+
 function loadTls(certFile: string, keyFile: string): SecureContext {
-  return createSecureContext({ cert: readFileSync(certFile), key: readFileSync(keyFile), minVersion: 'TLSv1.2' });
+  return createSecureContext(tlsOptions(certFile, keyFile));
 }
 
 function sleep(ms: number): Promise<void> {

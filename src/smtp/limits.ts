@@ -21,8 +21,6 @@ export const LIMITS = {
   pipelineBuffer: 64 * 1024,
   /** RFC 5321 §6.3 / §4.4: more than this many Received: fields means a mail loop. Reply 554 5.4.6. */
   maxReceivedHeaders: 50,
-  /** RFC 3030 BDAT: the largest single chunk size accepted in a BDAT command (the total is still max_message_size). */
-  maxBdatChunk: 64 * 1024 * 1024,
   /** Longest BODY record payload the session hands to the queue (bounded memory per session). */
   bodyChunk: 64 * 1024,
 } as const;
