@@ -71,6 +71,7 @@ export async function runMemory(dialog: Dialog, chunking: Chunking): Promise<Mem
 class MemoryPeer implements DialogPeer, ClientFacts {
   readonly clientIp = CLIENT_IP;
   readonly authenticated = false;
+  traceBytes = 0;
   private readonly reader = new ReplyReader();
   private readonly replies: WireReply[] = [];
 

@@ -23,6 +23,14 @@ commands:
 The configuration file comes from --config FILE or PETREL_CONFIG; without either,
 the embedded defaults are used (listen 127.0.0.1:2525, data in ./var).`;
 
+// `petrel queue list | head`: the reader went away; that is the end of the output, not an error.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+    throw e;
+  });
+}
+
 const out = (s: string): void => void process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
 const err = (s: string): void => void process.stderr.write(s.endsWith('\n') ? s : `${s}\n`);
 

@@ -34,6 +34,7 @@ export class Connection implements ClientFacts {
   readonly clientIp: string;
   readonly trusted: boolean;
   readonly authenticated = false;
+  traceBytes = 0;
   private readonly session: ServerSession;
   readonly log: Logger;
   private socket: Socket;

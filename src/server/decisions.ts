@@ -36,6 +36,8 @@ export interface ClientFacts {
   readonly authenticated: boolean;
   /** TLS parameters once the connection is encrypted, for the Received field. */
   tlsInfo(): { version: string; cipher: string } | undefined;
+  /** Octets of the trace field prepended to the current transaction, so logged sizes match `queue list`. */
+  traceBytes: number;
 }
 
 export function decide(q: Question, ctx: DecisionContext, client: ClientFacts): Decision | Promise<Decision> {
@@ -61,7 +63,9 @@ export function decide(q: Question, ctx: DecisionContext, client: ClientFacts): 
 function open(id: string | null, txn: Transaction, ctx: DecisionContext, client: ClientFacts): Decision {
   if (id === null || ctx.queue.poisoned) return { accept: false, reply: R.localError() };
   // RFC 5321 §4.4: the receiving server prepends its trace field before the message content.
-  ctx.queue.appendBody(id, buildReceived(receivedInfo(id, txn, ctx, client)));
+  const trace = buildReceived(receivedInfo(id, txn, ctx, client));
+  client.traceBytes = trace.length;
+  ctx.queue.appendBody(id, trace);
   return { accept: true };
 }
 
@@ -103,6 +107,6 @@ async function commit(id: string, txn: Transaction, size: number, ctx: DecisionC
     client.log.error('queue-error', { id, error: err, reply: r });
     return { accept: false, reply: r };
   }
-  client.log.info('queued', { id, size, from: txn.sender, to: txn.recipients, client: client.clientIp });
+  client.log.info('queued', { id, size: size + client.traceBytes, from: txn.sender, to: txn.recipients, client: client.clientIp });
   return { accept: true, reply: reply(250, '2.0.0', `Ok: queued as ${id}`) };
 }
