@@ -7,6 +7,7 @@ import { ConfigError, loadConfig, type Config } from '../config';
 import { flushLog } from '../observe/log';
 import { checkConfigCommand } from './check-config';
 import { queueCommand } from './queue-cmd';
+import { resolveCommand } from './resolve-cmd';
 import { serveCommand } from './serve';
 
 const VERSION = '0.1.0';
@@ -18,6 +19,7 @@ commands:
   check-config                  validate petrel.conf and print the effective configuration
   queue list [--json]           list queued messages
   queue show ID                 show one message: envelope, recipient states, content
+  resolve DOMAIN [--json]       the delivery route: MX hosts in order, their addresses
   version                       print the version
 
 The configuration file comes from --config FILE or PETREL_CONFIG; without either,
@@ -73,6 +75,10 @@ export async function main(argv: string[]): Promise<number> {
       const cfg = configOrExit(config);
       return typeof cfg === 'number' ? cfg : queueCommand(args, cfg.dataDir, out, err);
     }
+    case 'resolve': {
+      const cfg = configOrExit(config);
+      return typeof cfg === 'number' ? cfg : resolveCommand(args, cfg.dnsServers, out, err);
+    }
     case 'version':
     case '--version':
       out(`petrel ${VERSION}`);
@@ -84,7 +90,6 @@ export async function main(argv: string[]): Promise<number> {
       out(USAGE);
       return command === undefined ? 64 : 0;
     case 'sendmail':
-    case 'resolve':
     case 'message':
     case 'user':
       err(`petrel ${command}: not implemented yet in this version`);
