@@ -25,12 +25,15 @@ commands:
 The configuration file comes from --config FILE or PETREL_CONFIG; without either,
 the embedded defaults are used (listen 127.0.0.1:2525, data in ./var).`;
 
-// `petrel queue list | head`: the reader went away; that is the end of the output, not an error.
-for (const stream of [process.stdout, process.stderr]) {
-  stream.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code === 'EPIPE') process.exit(0);
-    throw e;
-  });
+/** `petrel queue list | head`: the reader went away; that is the end of the output, not an error.
+ *  Not for `serve`: a server whose log reader died keeps serving (the logger drops what it cannot write). */
+function quietOnEpipe(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE') process.exit(0);
+      throw e;
+    });
+  }
 }
 
 const out = (s: string): void => void process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
@@ -64,6 +67,7 @@ function configOrExit(file: string | undefined): Config | number {
 export async function main(argv: string[]): Promise<number> {
   const { config, rest } = splitConfigFlag(argv);
   const [command, ...args] = rest;
+  if (command !== 'serve') quietOnEpipe();
   switch (command) {
     case 'serve': {
       const cfg = configOrExit(config);
