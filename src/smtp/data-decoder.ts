@@ -136,6 +136,7 @@ export class DataDecoder {
     // keep, but nothing more is emitted once the message is doomed, so only count it.
     this.bare = true;
     this.size += 1;
+    if (this.size > this.maxSize) this.tooBig = true;
     this.state = 'text';
     return this.scanText(buf, i, out);
   }
@@ -185,8 +186,13 @@ export class DataDecoder {
     if (n === 0) return;
     const before = this.size;
     this.size += n;
-    if (this.bare || this.tooBig) return;
-    if (this.size > this.maxSize) {
+    // tooBig depends only on the total, never on where the chunks were cut or what was seen first.
+    const over = this.size > this.maxSize;
+    if (this.bare || this.tooBig) {
+      if (over) this.tooBig = true;
+      return;
+    }
+    if (over) {
       this.tooBig = true;
       const keep = this.maxSize - before;
       if (keep > 0) out.push(buf.subarray(from, from + keep));

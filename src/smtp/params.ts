@@ -97,7 +97,7 @@ function parseParams(rest: string, known: ReadonlySet<string>): ArgsParse<Params
   for (const token of rest.split(' ')) {
     if (token === '') continue;
     const m = ESMTP_PARAM.exec(token);
-    if (!m) return refuse(501, '5.5.4', 'Malformed parameter (RFC 5321 §4.1.2 esmtp-param)');
+    if (!m) return refuse(501, '5.5.4', 'Malformed parameter (RFC 5321 section 4.1.2 esmtp-param)');
     const keyword = (m[1] ?? '').toUpperCase();
     if (params.has(keyword)) return refuse(501, '5.5.4', `Duplicate parameter ${shown(keyword)}`);
     params.set(keyword, m[2]);
@@ -120,7 +120,7 @@ function mailValues(path: Path, params: Params, maxSize: number): ArgsParse<Mail
   if (typeof body === 'object') return body;
   const smtputf8 = params.has('SMTPUTF8');
   if (smtputf8 && params.get('SMTPUTF8') !== undefined) {
-    return refuse(501, '5.5.4', 'SMTPUTF8 takes no value (RFC 6531 §3.4)');
+    return refuse(501, '5.5.4', 'SMTPUTF8 takes no value (RFC 6531 section 3.4)');
   }
   if (size !== undefined && size > maxSize) {
     return refuse(552, '5.3.4', 'Message size exceeds fixed maximum message size');

@@ -162,7 +162,7 @@ function isUnicodeSpace(cp: number): boolean {
 function checkNonAscii(c: Cursor, cp: number): void {
   if (isSurrogate(cp)) fail('malformed Unicode (lone surrogate)');
   if (cp <= 0x9f) fail('control character in address');
-  if (!c.smtputf8) fail('non-ASCII character without SMTPUTF8 (RFC 6531 §3.3)');
+  if (!c.smtputf8) fail('non-ASCII character without SMTPUTF8 (RFC 6531 section 3.3)');
 }
 
 /** An atom or label character that is non-ASCII and acceptable under SMTPUTF8; checked without a cursor. */
@@ -183,9 +183,9 @@ function utf8Length(s: string): number {
 // Path
 
 function parseAngle(input: string, opts: PathOptions): { path: Path; rest: string } {
-  if (!input.startsWith('<')) fail("path must be enclosed in '<' and '>' (RFC 5321 §4.1.2)");
+  if (!input.startsWith('<')) fail("path must be enclosed in '<' and '>' (RFC 5321 section 4.1.2)");
   if (input.startsWith('<>')) {
-    if (!opts.allowNull) fail('null path <> not allowed here (RFC 5321 §4.5.5)');
+    if (!opts.allowNull) fail('null path <> not allowed here (RFC 5321 section 4.5.5)');
     return { path: { mailbox: null, route: [] }, rest: input.slice(2) };
   }
   const bare = barePostmaster(input, opts);
@@ -195,7 +195,7 @@ function parseAngle(input: string, opts: PathOptions): { path: Path; rest: strin
   const routeOctets = utf8Length(input.slice(1, c.i));
   const { mailbox, octets } = parseMailbox(c);
   expect(c, '>', 'path');
-  if (2 + routeOctets + octets > MAX_PATH) fail(`path longer than ${MAX_PATH} octets (RFC 5321 §4.5.3.1.3)`);
+  if (2 + routeOctets + octets > MAX_PATH) fail(`path longer than ${MAX_PATH} octets (RFC 5321 section 4.5.3.1.3)`);
   return { path: { mailbox, route }, rest: input.slice(c.i) };
 }
 
@@ -224,8 +224,8 @@ function parseMailbox(c: Cursor): { mailbox: Mailbox; octets: number } {
   const quoted = c.s[c.i] === '"';
   const localPart = quoted ? parseQuotedString(c) : parseDotString(c);
   const localOctets = utf8Length(c.s.slice(start, c.i));
-  if (localOctets > MAX_LOCAL_PART) fail(`local part longer than ${MAX_LOCAL_PART} octets (RFC 5321 §4.5.3.1.1)`);
-  if (c.s[c.i] === '>') fail('address has no @domain (RFC 5321 §4.1.2)');
+  if (localOctets > MAX_LOCAL_PART) fail(`local part longer than ${MAX_LOCAL_PART} octets (RFC 5321 section 4.5.3.1.1)`);
+  if (c.s[c.i] === '>') fail('address has no @domain (RFC 5321 section 4.1.2)');
   if (c.s[c.i] !== '@') unexpected(c, "local part (expected '@' and a domain)");
   c.i++;
   const d = c.s[c.i] === '[' ? parseAddressLiteral(c) : parseDomain(c);
@@ -272,7 +272,7 @@ function parseQuotedString(c: Cursor): string {
     if (cp === 0x5c) {
       c.i++;
       const q = peek(c);
-      if (q < 0x20 || q > 0x7e) fail('quoted-pair must escape a printable ASCII character (RFC 5321 §4.1.2)');
+      if (q < 0x20 || q > 0x7e) fail('quoted-pair must escape a printable ASCII character (RFC 5321 section 4.1.2)');
     } else if (cp >= 0x80) {
       checkNonAscii(c, cp);
     } else if (cp < 0x20 || cp === 0x7f) {
@@ -312,7 +312,7 @@ function parseDomain(c: Cursor): DomainPart {
   const start = c.i;
   let octets = parseLabel(c);
   while (eat(c, '.')) octets += 1 + parseLabel(c);
-  if (octets > MAX_DOMAIN) fail(`domain longer than ${MAX_DOMAIN} octets (RFC 5321 §4.5.3.1.2)`);
+  if (octets > MAX_DOMAIN) fail(`domain longer than ${MAX_DOMAIN} octets (RFC 5321 section 4.5.3.1.2)`);
   return { text: c.s.slice(start, c.i), kind: 'dns', octets };
 }
 
@@ -323,15 +323,15 @@ function parseLabel(c: Cursor): number {
     if (cp >= 0x80 && !isUnicodeSpace(cp)) checkNonAscii(c, cp);
     else if (!isAlnum(cp) && cp !== 0x2d) break;
     // Every code point costs at least one A-label octet, so this bounds the work on hostile input.
-    if (cps.push(cp) > MAX_LABEL) fail(`domain label longer than ${MAX_LABEL} octets (RFC 1035 §2.3.4)`);
+    if (cps.push(cp) > MAX_LABEL) fail(`domain label longer than ${MAX_LABEL} octets (RFC 1035 section 2.3.4)`);
     advance(c, cp);
   }
   if (cps.length === 0) unexpected(c, 'domain');
   if (cps[0] === 0x2d || cps[cps.length - 1] === 0x2d) {
-    fail('domain label must not begin or end with a hyphen (RFC 5321 §4.1.2)');
+    fail('domain label must not begin or end with a hyphen (RFC 5321 section 4.1.2)');
   }
   const octets = aLabelLength(cps);
-  if (octets > MAX_LABEL) fail(`domain label longer than ${MAX_LABEL} octets as an A-label (RFC 5890 §2.3.2.1)`);
+  if (octets > MAX_LABEL) fail(`domain label longer than ${MAX_LABEL} octets as an A-label (RFC 5890 section 2.3.2.1)`);
   return octets;
 }
 
@@ -352,14 +352,14 @@ function parseAddressLiteral(c: Cursor): DomainPart {
 function literalKind(inner: string): DomainKind {
   if (/^ipv6:/i.test(inner)) {
     if (isIpv6(inner.slice(5))) return 'ipv6';
-    fail('bad IPv6 address literal (RFC 5321 §4.1.3)');
+    fail('bad IPv6 address literal (RFC 5321 section 4.1.3)');
   }
   if (isIpv4(inner)) return 'ipv4';
-  if (/^[\d.]+$/.test(inner)) fail('bad IPv4 address literal (RFC 5321 §4.1.3)');
+  if (/^[\d.]+$/.test(inner)) fail('bad IPv4 address literal (RFC 5321 section 4.1.3)');
   const general = /^([A-Za-z0-9-]*[A-Za-z0-9]):[\x21-\x5a\x5e-\x7e]+$/.exec(inner);
-  if (!general) fail('bad address literal (RFC 5321 §4.1.3)');
+  if (!general) fail('bad address literal (RFC 5321 section 4.1.3)');
   if (!REGISTERED_LITERAL_TAGS.has((general[1] ?? '').toLowerCase())) {
-    fail('address literal tag not registered with IANA (RFC 5321 §4.1.3)');
+    fail('address literal tag not registered with IANA (RFC 5321 section 4.1.3)');
   }
   return 'general';
 }

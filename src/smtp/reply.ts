@@ -26,22 +26,29 @@ export function closesSession(r: Reply): boolean {
   return r.code === 421 || r.code === 221;
 }
 
+/** Octets left for the text after "ddd-" and before CRLF in a 512-octet reply line. */
+const MAX_TEXT = 512 - 4 - 2;
+
 /** Renders a reply to wire form; any CR, LF or NUL in the text is replaced so a reply can never split. */
 export function renderReply(r: Reply): string {
   const prefix = r.enhanced ? `${r.enhanced} ` : '';
   const last = r.lines.length - 1;
   let out = '';
   for (let i = 0; i <= last; i++) {
-    const text = sanitize(r.lines[i] ?? '');
+    // RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets with its CRLF.
+    const text = sanitize(r.lines[i] ?? '').slice(0, MAX_TEXT - prefix.length);
     const sep = i === last ? ' ' : '-';
     out += `${r.code}${sep}${prefix}${text}`.trimEnd() + '\r\n';
   }
   return out;
 }
 
+/** RFC 5321 §4.2: textstring = 1*(%d09 / %d32-126). CR and LF become spaces (a reply can never split), anything else outside it "?". */
 function sanitize(text: string): string {
   // eslint-disable-next-line no-control-regex
-  return /[\r\n\0]/.test(text) ? text.replace(/[\r\n\0]/g, ' ') : text;
+  if (!/[^\t\x20-\x7e]/.test(text)) return text;
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\r\n]/g, ' ').replace(/[^\t\x20-\x7e]/g, '?');
 }
 
 /** Replies Petrel sends often, named by code and meaning (after aiosmtpd's S250_OK style). */

@@ -111,8 +111,10 @@ function DATA(s: ServerSession, arg: string): void {
 function BDAT(s: ServerSession, arg: string): void {
   const m = /^(\d{1,15})(?: +(LAST))? *$/i.exec(arg);
   if (!m) {
-    // Without a size we cannot find where the chunk ends, and its bytes must never be read as commands.
-    s.send(R.syntax('Syntax: BDAT chunk-size [LAST]'));
+    // Without a size we cannot find where the chunk ends, and its bytes must never be read as commands,
+    // so the session must end; RFC 5321 §3.8 allows a server to close only after 221 or 421.
+    s.resetTxn('malformed BDAT');
+    s.send(reply(421, '4.5.4', `${s.cfg.hostname} malformed BDAT command (syntax: BDAT chunk-size [LAST]), closing connection`));
     return s.close('malformed BDAT');
   }
   const size = Number(m[1]);
