@@ -19,6 +19,8 @@ commands:
   check-config                  validate petrel.conf and print the effective configuration
   queue list [--json]           list queued messages
   queue show ID                 show one message: envelope, recipient states, content
+  queue hold|release|delete ID  operator actions, applied by the running server (or directly if none runs)
+  queue flush [ID]              retry deferred recipients now
   resolve DOMAIN [--json]       the delivery route: MX hosts in order, their addresses
   version                       print the version
 

@@ -1,19 +1,27 @@
 /**
- * `petrel queue list [--json]` and `petrel queue show ID` (DESIGN.md command
- * line). They read the queue log directly and read-only (src/queue/reader.ts),
- * so they work with or without a running server. The table follows Postfix
- * postqueue -p: id (with `!` when held), size, arrival, sender, then the
- * recipients indented, with why a recipient is still waiting.
+ * `petrel queue list [--json]`, `show ID`, `hold ID`, `release ID`,
+ * `delete ID` and `flush [ID]` (DESIGN.md command line). list and show read
+ * the queue log directly and read-only (src/queue/reader.ts), so they work
+ * with or without a running server. The table follows Postfix postqueue -p:
+ * id (with `!` when held), size, arrival, sender, then the recipients
+ * indented, with why a recipient is still waiting. The operations go to the
+ * running server over its control socket (./control-client.ts); with no
+ * server running they open the queue themselves (Queue.open takes the LOCK,
+ * so they can never write beside a live server).
  *
  * Every call of `out`/`err` carries whole lines ending in "\n", so a writer
  * that passes text through and one that adds a missing newline print the same.
  * Exit statuses are sysexits(3): 64 usage, 69 unavailable, 74 I/O error.
  */
+import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
-import { readQueue } from '../queue/queue';
+import { Queue, readQueue } from '../queue/queue';
+import { isValidId } from '../queue/records';
 import type { QueuedMessage, QueuedRecipient } from '../queue/queue';
+import { isoTime, messageJson, NO_SUCH_MESSAGE, performRequest, type ControlOp, type ControlResponse, type OpRequest } from '../server/control';
 import { assertNever } from '../smtp/assert-never';
+import { ControlUnavailable, controlRequest } from './control-client';
 
 type Print = (s: string) => void;
 
@@ -36,8 +44,7 @@ export async function queueCommand(args: string[], dataDir: string, out: Print, 
       case 'delete':
       case 'hold':
       case 'release':
-        err("not implemented yet: needs a running server's control socket (next issue)\n");
-        return EX_UNAVAILABLE;
+        return await opCommand(sub, rest, dataDir, out, err);
       default:
         err(sub === undefined ? USAGE : `petrel queue: unknown subcommand "${sub}"\n${USAGE}`);
         return EX_USAGE;
@@ -45,6 +52,75 @@ export async function queueCommand(args: string[], dataDir: string, out: Print, 
   } catch (e) {
     err(`petrel queue: ${e instanceof Error ? e.message : String(e)}\n`);
     return EX_IOERR;
+  }
+}
+
+/** hold/release/delete/flush: one line on stdout ("held ID"), or the reason on stderr. */
+async function opCommand(op: ControlOp, rest: string[], dataDir: string, out: Print, err: Print): Promise<number> {
+  const id = rest[0];
+  const req = rest.length > 1 || id?.startsWith('-') ? null : opRequest(op, id);
+  if (!req) {
+    err(USAGE);
+    return EX_USAGE;
+  }
+  if (id !== undefined && !isValidId(id)) return report(req, { ok: false, error: NO_SUCH_MESSAGE }, '', out, err);
+  let res: ControlResponse;
+  let note = '';
+  try {
+    res = await controlRequest(dataDir, req);
+  } catch (e) {
+    if (!(e instanceof ControlUnavailable)) throw e;
+    if (e.failure === 'unreachable') return unreachable(e.message, err);
+    const direct = await applyDirectly(path.join(dataDir, 'queue'), req, e.message, err);
+    if (typeof direct === 'number') return direct;
+    res = direct;
+    note = ' (server not running: applied to the queue directly)';
+  }
+  return report(req, res, note, out, err);
+}
+
+function opRequest(op: ControlOp, id: string | undefined): OpRequest | null {
+  if (op === 'flush') return id === undefined ? { op } : { op, id };
+  return id === undefined ? null : { op, id };
+}
+
+function report(req: OpRequest, res: ControlResponse, note: string, out: Print, err: Print): number {
+  const n = res.ok ? (res.flushed ?? 0) : 0;
+  const what = 'id' in req && req.id !== undefined ? req.id : `${n} message${n === 1 ? '' : 's'}`;
+  if (res.ok) {
+    out(`${PAST[req.op]} ${what}${note}\n`);
+    return 0;
+  }
+  err(res.error === NO_SUCH_MESSAGE ? `no such message: ${what}${note}\n` : `petrel queue ${req.op}: ${res.error}\n`);
+  return res.error === NO_SUCH_MESSAGE ? 1 : EX_UNAVAILABLE;
+}
+
+const PAST: Record<ControlOp, string> = { hold: 'held', release: 'released', delete: 'deleted', flush: 'flushed' };
+
+function unreachable(why: string, err: Print): number {
+  err(`petrel queue: the server is running but its control socket is unreachable: ${why}\n`);
+  return EX_UNAVAILABLE;
+}
+
+/**
+ * No server answers: do what it would have done, under the queue LOCK.
+ * Failing to get the LOCK means a server holds the queue after all (it is
+ * starting, or its socket was removed): never write beside it.
+ */
+async function applyDirectly(dir: string, req: OpRequest, why: string, err: Print): Promise<ControlResponse | number> {
+  if (!existsSync(dir)) return req.op === 'flush' && req.id === undefined ? { ok: true, flushed: 0 } : { ok: false, error: NO_SUCH_MESSAGE };
+  let queue: Queue;
+  try {
+    queue = await Queue.open(dir);
+  } catch (e) {
+    const held = e instanceof Error && /in use by process/.test(e.message);
+    if (held) return unreachable(`${why}; ${e.message}`, err);
+    throw e;
+  }
+  try {
+    return await performRequest(queue, req);
+  } finally {
+    await queue.close();
   }
 }
 
@@ -61,28 +137,8 @@ async function listCommand(dir: string, rest: string[], out: Print, err: Print):
   return 0;
 }
 
-/** The `queue list --json` shape of DESIGN.md: snake_case, times ISO 8601 UTC or null. */
-export function toJson(m: QueuedMessage): object {
-  return {
-    id: m.id,
-    sender: m.sender,
-    size: m.size,
-    arrived: isoTime(m.arrived),
-    held: m.held,
-    recipients: m.recipients.map((r) => ({
-      address: r.address,
-      state: r.state,
-      attempts: r.attempts,
-      next_attempt: r.nextAttempt === null ? null : isoTime(r.nextAttempt),
-      last_reply: r.lastReply,
-    })),
-  };
-}
-
-/** RFC 3339 / ISO 8601 in UTC to the second, like `message parse --json` dates. */
-function isoTime(ms: number): string {
-  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
-}
+/** The `queue list --json` shape of DESIGN.md (shared with the control socket's `list`). */
+export const toJson = messageJson;
 
 function table(messages: QueuedMessage[]): string[] {
   if (messages.length === 0) return ['Queue is empty'];

@@ -14,6 +14,7 @@ import { inNetworks } from '../policy/cidr';
 import { Queue, type QueueFs } from '../queue/queue';
 import { reply, renderReply } from '../smtp/reply';
 import { ConnectionLimits } from './conn-limits';
+import { ControlServer } from './control';
 import { Connection, normalizeIp } from './connection';
 
 /** How long a graceful stop waits for sessions to finish their transaction. */
@@ -34,6 +35,9 @@ export class PetrelServer {
   private nextSession = 0;
   private stopping: Promise<void> | null = null;
   private drainArmed = false;
+  private control: ControlServer | null = null;
+  /** Called after an operator's `queue flush`: the delivery scheduler's wake-up, once one is attached. */
+  onFlush: () => void = () => undefined;
 
   private constructor(
     readonly cfg: Config,
@@ -61,6 +65,7 @@ export class PetrelServer {
     log.info('queue-open', { dir: join(cfg.dataDir, 'queue'), messages: queue.list().length, recovery: report });
     const server = new PetrelServer(cfg, queue, log);
     try {
+      server.control = await ControlServer.start({ dataDir: cfg.dataDir, queue, log, onFlush: () => server.onFlush() });
       for (const ep of cfg.listen) await server.listen('smtp', ep);
       for (const ep of cfg.listenSmtps) await server.listen('smtps', ep);
     } catch (err) {
@@ -92,6 +97,7 @@ export class PetrelServer {
     while (this.connections.size > 0 && Date.now() < deadline) await sleep(20);
     for (const c of this.connections) c.destroy();
     await closed;
+    await this.control?.stop();
     await this.queue.close();
     this.log.info('stopped', {});
   }

@@ -86,7 +86,8 @@ describe('petrel queue (bundle, as a process)', () => {
     expect(await q(['frobnicate'])).toMatchObject({ status: 64, stdout: '' });
     expect(await q([])).toMatchObject({ status: 64, stdout: '' });
     expect(await q(['list', '--yaml'])).toMatchObject({ status: 64, stdout: '' });
-    expect((await q(['flush'])).status).toBe(69);
+    // flush reaches the running server through its control socket.
+    expect(await q(['flush'])).toMatchObject({ status: 0, stdout: expect.stringMatching(/^flushed \d+ messages?/) });
   });
 
   it('the list is the same after the server has stopped', async () => {
