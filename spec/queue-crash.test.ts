@@ -177,3 +177,46 @@ describe('crash at any byte (real Queue on a temp dir)', () => {
     );
   });
 });
+
+// ---------------------------------------------------------------------------
+// A bounce and the DONE of the message it reports on are one COMMIT record
+// (records.ts `finishes`): at any cut, either the bounce is there and the
+// original is gone, or the original is there (to be finished again) and there
+// is no bounce. Never both (two DSNs), never neither (a lost failure report).
+
+describe('finish with a bounce, crash at any byte', () => {
+  it('recovers exactly one of {original, bounce}', async () => {
+    const dir = join(tmp, 'bounce-src');
+    const q = await Queue.open(dir, { fsync: false });
+    const original = await q.submit(envelope('ORIG'), Buffer.from('the original message\r\n'));
+    await q.recordOutcomes(original, [{ index: 0, outcome: { kind: 'failed', reply: '550 5.1.1 unknown user' } }]);
+    await q.close();
+    const from = readFileSync(join(dir, '00000001.log')).length;
+    const q2 = await Queue.open(dir, { fsync: false });
+    const dsn = Buffer.alloc(140_000, 0x2e); // three BODY records before the COMMIT
+    const bounce = await q2.finish(original, { envelope: { ...envelope('B'), sender: '', recipients: ['a@example.org'] }, body: dsn });
+    await q2.close();
+    const file = readFileSync(join(dir, '00000001.log'));
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.nat(), async (at) => {
+        const cut = from + (at % (file.length - from + 1));
+        const d = join(tmp, `bounce-cut-${run++}`);
+        mkdirSync(d);
+        writeFileSync(join(d, '00000001.log'), file.subarray(0, cut));
+        const r = await Queue.open(d, { fsync: false });
+        const ids = r.list().map((m) => m.id);
+        if (cut === file.length) {
+          expect(ids).toEqual([bounce]);
+          expect((await readAll(r.readBody(bounce!))).equals(dsn)).toBe(true);
+        } else {
+          expect(ids).toEqual([original]);
+          expect(r.get(original)?.recipients[0]?.state).toBe('failed');
+        }
+        await r.close();
+        rmSync(d, { recursive: true, force: true });
+      }),
+      { numRuns: 150, examples: [[file.length - from], [file.length - from - 1], [0]] },
+    );
+  });
+});

@@ -3,14 +3,21 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { crc32Update } from '../src/queue/framing';
-import { apply, dropAllPending, emptyIndex, toQueuedMessage } from '../src/queue/index';
+import { apply, dropAllPending, dropSegment, emptyIndex, isDeletable, toQueuedMessage } from '../src/queue/index';
 import type { Location } from '../src/queue/index';
 import { Kind, MAX_BODY_CHUNK, decodeRecord, encodeRecord, isValidId } from '../src/queue/records';
-import type { QueueRecord } from '../src/queue/records';
+import type { CommitRecord, QueueRecord } from '../src/queue/records';
 
 const arbId = fc.stringMatching(/^[0-9A-Z]{1,32}$/);
 const arbText = fc.string({ unit: 'grapheme', maxLength: 40 });
 const arbTime = fc.nat({ max: 2 ** 48 });
+
+const arbSnapshot = fc.record({
+  state: fc.constantFrom('queued' as const, 'deferred' as const, 'delivered' as const, 'failed' as const),
+  attempts: fc.nat({ max: 2 ** 32 - 1 }),
+  nextAttempt: fc.option(arbTime),
+  lastReply: fc.option(arbText),
+});
 
 const arbRecord: fc.Arbitrary<QueueRecord> = fc.oneof(
   fc.record({
@@ -34,13 +41,18 @@ const arbRecord: fc.Arbitrary<QueueRecord> = fc.oneof(
     size: fc.nat(),
     chunkCount: fc.nat({ max: 2 ** 32 - 1 }),
     bodyCrc: fc.nat({ max: 2 ** 32 - 1 }),
-  }),
+    finishes: arbId,
+    held: fc.boolean(),
+    states: fc.option(fc.array(arbSnapshot, { minLength: 5, maxLength: 5 })),
+  }, { requiredKeys: ['kind', 'id', 'receivedAt', 'sender', 'recipients', 'params', 'clientIp', 'helo', 'size', 'chunkCount', 'bodyCrc', 'held', 'states'] })
+    .map(({ held, states, ...c }) => (states === null ? c : { ...c, snapshot: { held, recipients: states.slice(0, c.recipients.length) } })),
   fc.record({
     kind: fc.constant('rcpt' as const),
     id: arbId,
     index: fc.nat({ max: 1000 }),
     outcome: fc.oneof(
       fc.constant({ state: 'delivered' as const }),
+      fc.record({ state: fc.constant('delivered' as const), reply: arbText }),
       fc.record({ state: fc.constant('deferred' as const), nextAt: arbTime, attempts: fc.nat({ max: 1000 }), reply: arbText }),
       fc.record({ state: fc.constant('failed' as const), reply: arbText }),
     ),
@@ -171,6 +183,62 @@ describe('index reducer', () => {
     const ix = emptyIndex();
     apply(ix, commit('A', ['a@y']), at(1, 0));
     apply(ix, commit('A', ['a@y']), at(2, 0));
+    expect(ix.live).toEqual(new Map([[2, 1]]));
+  });
+
+  it('a copied-forward COMMIT resumes with its snapshot: states, attempts, replies, held', () => {
+    const ix = emptyIndex();
+    apply(ix, commit('A', ['a@y', 'b@y']), at(1, 0));
+    const snapshot = {
+      held: true,
+      recipients: [
+        { state: 'delivered' as const, attempts: 1, nextAttempt: null, lastReply: '250 ok' },
+        { state: 'deferred' as const, attempts: 4, nextAttempt: 77, lastReply: '451 later' },
+      ],
+    };
+    apply(ix, { ...(commit('A', ['a@y', 'b@y']) as CommitRecord), snapshot }, at(3, 0));
+    const m = toQueuedMessage(ix.messages.get('A')!);
+    expect(m.held).toBe(true);
+    expect(m.recipients).toEqual(snapshot.recipients.map((r, i) => ({ address: ['a@y', 'b@y'][i], ...r })));
+    expect(ix.live).toEqual(new Map([[3, 1]]));
+    expect(ix.messages.get('A')?.commitSegments).toEqual(new Set([1, 3]));
+  });
+
+  it('a tombstone whose COMMITs survive in older segments pins its own segment until those are dropped', () => {
+    const ix = emptyIndex();
+    apply(ix, commit('A', ['a@y']), at(1, 0));
+    apply(ix, commit('A', ['a@y']), at(2, 0)); // copy
+    apply(ix, { kind: 'done', id: 'A' }, at(4, 0));
+    expect(isDeletable(ix, 4)).toBe(false);
+    expect(isDeletable(ix, 1) && isDeletable(ix, 2)).toBe(true);
+    dropSegment(ix, 2);
+    expect(isDeletable(ix, 4)).toBe(false);
+    dropSegment(ix, 1);
+    expect(isDeletable(ix, 4)).toBe(true);
+    expect(ix.ghosts.size).toBe(0);
+    // a COMMIT and its DONE in the same segment need no ghost
+    apply(ix, commit('B', ['b@y']), at(5, 0));
+    apply(ix, { kind: 'op', id: 'B', op: 'delete' }, at(5, 9));
+    expect(ix.ghosts.size).toBe(0);
+    expect(isDeletable(ix, 5)).toBe(true);
+  });
+
+  it('a bounce COMMIT that finishes its original is the original\'s tombstone', () => {
+    const ix = emptyIndex();
+    apply(ix, commit('O', ['a@y']), at(1, 0));
+    apply(ix, { ...(commit('BOUNCE', ['s@x']) as CommitRecord), sender: '', finishes: 'O' }, at(2, 0));
+    expect([...ix.messages.keys()]).toEqual(['BOUNCE']);
+    expect(ix.ghosts.get('O')).toEqual({ tomb: 2, commits: new Set([1]) });
+  });
+
+  it('BODY seq 0 again restarts a transaction (a copy torn by a crash, then made again)', () => {
+    const ix = emptyIndex();
+    apply(ix, { kind: 'body', id: 'A', seq: 0, bytes: Buffer.from('torn') }, at(1, 0));
+    apply(ix, { kind: 'body', id: 'A', seq: 1, bytes: Buffer.from('torn') }, at(1, 10));
+    apply(ix, { kind: 'body', id: 'A', seq: 0, bytes: Buffer.from('ok') }, at(2, 0));
+    apply(ix, commit('A', ['a@y'], 1, 2), at(2, 10));
+    expect(ix.messages.get('A')?.chunks).toEqual([at(2, 0)]);
+    expect(ix.problems).toEqual([]);
     expect(ix.live).toEqual(new Map([[2, 1]]));
   });
 

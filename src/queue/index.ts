@@ -5,6 +5,17 @@
  * form of Postfix's per-recipient cross-off), and counts the live messages
  * that have records in each segment, so compaction can tell dead segments.
  *
+ * It also remembers what compaction needs to delete a segment safely. A DONE
+ * (or OP delete, or a bounce COMMIT that finishes its original) is a
+ * tombstone: it only hides the message's COMMIT records while they are still
+ * on disk, and those may lie in OLDER segments (the original and any copies
+ * moved forward). Deleting the tombstone's segment before theirs would bring
+ * the message back at the next recovery. So a finished message whose COMMITs
+ * survive in other segments stays as a ghost {tomb, commits}, and a segment
+ * may be deleted only when no live message has a record in it (live count 0)
+ * and no ghost has its tombstone there (tombs count 0). dropSegment() is told
+ * when a segment is gone, which retires ghosts whose COMMITs are all gone.
+ *
  * Pure in the sense that matters for the spec: no I/O, no clock, output
  * determined by the records in order. It updates the index in place and
  * returns it, so replaying a log is O(records), not O(records × messages).
@@ -31,6 +42,14 @@ export interface IndexEntry {
   readonly bodyCrc: number;
   /** Segments holding any record of this message: it keeps each of them alive. */
   readonly segments: Set<number>;
+  /** Segments holding a COMMIT of this id, superseded copies included: what a tombstone must outlive. */
+  readonly commitSegments: Set<number>;
+}
+
+/** A finished message whose COMMIT records are still on disk in segments other than its tombstone's. */
+export interface Ghost {
+  readonly tomb: number;
+  readonly commits: Set<number>;
 }
 
 /** Body chunks of a transaction whose COMMIT has not been seen (yet, or ever). */
@@ -51,11 +70,14 @@ export interface QueueIndex {
   readonly pending: Map<string, PendingBody>;
   /** segment → number of live (committed or pending) messages with records in it. */
   readonly live: Map<number, number>;
+  readonly ghosts: Map<string, Ghost>;
+  /** segment → ghosts whose tombstone lies in it: while > 0 the segment must stay. */
+  readonly tombs: Map<number, number>;
   readonly problems: IndexProblem[];
 }
 
 export function emptyIndex(): QueueIndex {
-  return { messages: new Map(), pending: new Map(), live: new Map(), problems: [] };
+  return { messages: new Map(), pending: new Map(), live: new Map(), ghosts: new Map(), tombs: new Map(), problems: [] };
 }
 
 export function apply(index: QueueIndex, record: QueueRecord, at: Location): QueueIndex {
@@ -69,7 +91,7 @@ export function apply(index: QueueIndex, record: QueueRecord, at: Location): Que
     case 'op':
       return applyOp(index, record, at);
     case 'done':
-      return forget(index, record.id);
+      return bury(index, record.id, at);
     default:
       return assertNever(record);
   }
@@ -77,6 +99,11 @@ export function apply(index: QueueIndex, record: QueueRecord, at: Location): Que
 
 function applyBody(index: QueueIndex, r: BodyRecord, at: Location): QueueIndex {
   let p = index.pending.get(r.id);
+  // seq 0 again: the earlier chunks were a copy cut off by a crash before its COMMIT; start over
+  if (p && r.seq === 0 && p.chunks.length > 0) {
+    dropPending(index, r.id);
+    p = undefined;
+  }
   if (!p) {
     p = { chunks: [], size: 0, segments: new Set() };
     index.pending.set(r.id, p);
@@ -89,7 +116,10 @@ function applyBody(index: QueueIndex, r: BodyRecord, at: Location): QueueIndex {
 }
 
 function applyCommit(index: QueueIndex, r: CommitRecord, at: Location): QueueIndex {
+  if (r.finishes !== undefined && r.finishes !== r.id) bury(index, r.finishes, at);
   // A second COMMIT for an id is a copy moved forward by compaction: the newest wins.
+  const commitSegments = new Set(index.messages.get(r.id)?.commitSegments);
+  commitSegments.add(at.segment);
   forget(index, r.id);
   const p = index.pending.get(r.id) ?? { chunks: [], size: 0, segments: new Set<number>() };
   index.pending.delete(r.id);
@@ -107,16 +137,19 @@ function applyCommit(index: QueueIndex, r: CommitRecord, at: Location): QueueInd
       receivedAt: r.receivedAt,
     },
     chunks: p.chunks,
-    recipients: r.recipients.map((address) => ({ address, state: 'queued', attempts: 0, nextAttempt: null, lastReply: null })),
-    held: false,
+    recipients: r.recipients.map((address, i) => ({ address, ...(r.snapshot?.recipients[i] ?? FRESH) })),
+    held: r.snapshot?.held ?? false,
     size: r.size,
     bodyCrc: r.bodyCrc,
     segments: p.segments,
+    commitSegments,
   };
   index.messages.set(r.id, entry);
   touch(index, entry.segments, at.segment);
   return index;
 }
+
+const FRESH = { state: 'queued', attempts: 0, nextAttempt: null, lastReply: null } as const;
 
 function applyRcpt(index: QueueIndex, r: RcptRecord, at: Location): QueueIndex {
   const entry = index.messages.get(r.id);
@@ -129,6 +162,7 @@ function applyRcpt(index: QueueIndex, r: RcptRecord, at: Location): QueueIndex {
     case 'delivered':
       rcpt.attempts += 1;
       rcpt.nextAttempt = null;
+      if (o.reply !== undefined) rcpt.lastReply = o.reply;
       break;
     case 'deferred':
       rcpt.attempts = o.attempts;
@@ -156,7 +190,7 @@ function applyOp(index: QueueIndex, r: OpRecord, at: Location): QueueIndex {
       entry.held = r.op === 'hold';
       break;
     case 'delete':
-      return forget(index, r.id);
+      return bury(index, r.id, at);
     case 'flush':
       // postqueue -f: every deferred recipient is due now; attempts and last reply stay.
       for (const rcpt of entry.recipients) {
@@ -168,6 +202,36 @@ function applyOp(index: QueueIndex, r: OpRecord, at: Location): QueueIndex {
   }
   touch(index, entry.segments, at.segment);
   return index;
+}
+
+/** A tombstone at `at` finishes the message; it becomes a ghost while its COMMITs elsewhere survive. */
+function bury(index: QueueIndex, id: string, at: Location): QueueIndex {
+  const entry = index.messages.get(id);
+  if (!entry) return index;
+  forget(index, id);
+  const commits = new Set([...entry.commitSegments].filter((s) => s !== at.segment));
+  if (commits.size === 0) return index;
+  index.ghosts.set(id, { tomb: at.segment, commits });
+  index.tombs.set(at.segment, (index.tombs.get(at.segment) ?? 0) + 1);
+  return index;
+}
+
+/** May this segment's file be unlinked without losing or resurrecting anything? */
+export function isDeletable(index: QueueIndex, segment: number): boolean {
+  return !index.live.has(segment) && !index.tombs.has(segment);
+}
+
+/** The segment's file is gone: its COMMITs no longer need a tombstone to hide them. */
+export function dropSegment(index: QueueIndex, segment: number): void {
+  for (const [id, g] of index.ghosts) {
+    g.commits.delete(segment);
+    if (g.commits.size > 0 && g.tomb !== segment) continue;
+    index.ghosts.delete(id);
+    const n = (index.tombs.get(g.tomb) ?? 0) - 1;
+    if (n > 0) index.tombs.set(g.tomb, n);
+    else index.tombs.delete(g.tomb);
+  }
+  for (const e of index.messages.values()) e.commitSegments.delete(segment);
 }
 
 /** Removes a committed message (DONE, OP delete, or superseded by a newer COMMIT). */
@@ -223,5 +287,6 @@ export function toQueuedMessage(e: IndexEntry): QueuedMessage {
     recipients: e.recipients.map((r) => ({ ...r })),
     clientIp: e.envelope.clientIp,
     helo: e.envelope.helo,
+    params: { ...e.envelope.params },
   };
 }

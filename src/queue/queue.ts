@@ -5,22 +5,35 @@
  * that accepts a message takes responsibility for it) waits for the returned
  * promise, which resolves only after the fdatasync covering the COMMIT record.
  *
- * This file is the adapter: id allocation, per-transaction body accounting,
- * open/recover/close. Framing, records and the index are pure modules; the
- * group-commit writer is committer.ts; replay is recovery.ts.
+ * The delivery side drives each message through its lifecycle (RFC 5321
+ * §4.5.4.1 retries, RFC 3464 bounces): due() → recordOutcomes() (one RCPT
+ * record per recipient attempt) → finish() (DONE, or a bounce whose COMMIT is
+ * itself the DONE: records.ts). Operators hold, release, delete and flush.
+ * Every such call resolves after the fsync that makes it durable; the index
+ * changes only then, so what list()/due() show is what recovery would show.
+ *
+ * This file is the adapter: ids, per-transaction body accounting, the
+ * bookkeeping of records written but not yet applied, open/recover/close.
+ * Framing, records and the index are pure modules; the group-commit writer is
+ * committer.ts; replay is recovery.ts; compaction is compactor.ts.
  */
 import { Committer } from './committer';
-import { crc32Update } from './framing';
 import type { BatchItem, Tail } from './committer';
+import { SegmentTable, compact, hasWork } from './compactor';
+import type { CompactionHost, CompactionResult } from './compactor';
+import { crc32Update } from './framing';
+import { IdClock } from './ids';
 import { apply, dropPending, toQueuedMessage } from './index';
-import type { QueueIndex } from './index';
-import { readEntryBody } from './reader';
-import { MAX_BODY_CHUNK, isValidId } from './records';
-import type { CommitRecord } from './records';
-import { replay } from './recovery';
-import type { NewestSegment, RecoveryReport } from './recovery';
+import type { IndexEntry, QueueIndex } from './index';
+import { Unapplied, byArrival, commitRecord, copyRecord, isDue, rcptRecord } from './lifecycle';
+import type { RcptOutcome } from './lifecycle';
 import { lockQueueDir } from './lock';
-import { fsyncDir, nodeFs, segmentPath } from './segment';
+import { readEntryBody } from './reader';
+import { MAX_BODY_CHUNK, encodeRecord, isValidId } from './records';
+import type { CommitRecord } from './records';
+import { openTail, replay } from './recovery';
+import type { RecoveryReport } from './recovery';
+import { fsyncDir, nodeFs } from './segment';
 import type { QueueFs } from './segment';
 import { QueueError } from './types';
 import type { Envelope, QueuedMessage } from './types';
@@ -29,6 +42,8 @@ export { QueueError } from './types';
 export type { Envelope, QueuedMessage, QueuedRecipient, QueueErrorCode, RecipientState } from './types';
 export type { QueueFs, QueueFile } from './segment';
 export type { RecoveryReport } from './recovery';
+export type { CompactionResult } from './compactor';
+export type { RcptOutcome } from './lifecycle';
 export { readQueue } from './reader';
 
 export interface QueueOptions {
@@ -39,6 +54,8 @@ export interface QueueOptions {
   /** Injectable file system, for fault tests. */
   fs?: QueueFs;
 }
+
+export type OperatorAction = 'hold' | 'release' | 'delete' | 'flush';
 
 /** Callers pause their sockets while backlogBytes is above this… */
 export const BACKLOG_HIGH_WATER = 8 * 1024 * 1024;
@@ -56,31 +73,35 @@ export class Queue {
   private readonly txns = new Map<string, Txn>();
   private readonly committing = new Set<string>();
   private readonly committer: Committer;
+  private readonly ids = new IdClock();
+  private readonly segmentBytes: number;
+  private readonly fsync: boolean;
   private closed = false;
   private unlock: () => Promise<void> = async () => undefined;
-  private lastMs = 0;
-  private idSeq = 0;
+  /** Records appended but not yet applied (lifecycle.ts). */
+  private readonly unapplied = new Unapplied();
+  private readonly availableCbs: ((id: string) => void)[] = [];
+  private readonly segments: SegmentTable;
+  private compacting: Promise<CompactionResult> | null = null;
 
   private constructor(
     private readonly dir: string,
     private readonly fs: QueueFs,
     private readonly index: QueueIndex,
     readonly recoveryReport: RecoveryReport,
+    sizes: Map<number, number>,
     tail: Tail,
     opts: QueueOptions,
   ) {
+    this.segmentBytes = opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
+    this.fsync = opts.fsync ?? true;
+    if (sizes.has(tail.segment)) sizes.set(tail.segment, tail.offset); // a torn tail was cut off
+    this.segments = new SegmentTable(sizes);
     this.committer = new Committer(
-      {
-        fs,
-        dir,
-        segmentBytes: opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
-        fsync: opts.fsync ?? true,
-        lowWater: BACKLOG_LOW_WATER,
-        onWritten: (items) => this.applyWritten(items),
-      },
+      { fs, dir, segmentBytes: this.segmentBytes, fsync: this.fsync, lowWater: BACKLOG_LOW_WATER, onWritten: (items) => this.applyWritten(items) },
       tail,
     );
-    for (const id of index.messages.keys()) this.lastMs = Math.max(this.lastMs, idTime(id));
+    for (const id of index.messages.keys()) this.ids.observe(id);
   }
 
   /** mkdir -p, replay the segments, truncate a torn tail of the newest one, rebuild the index. */
@@ -89,12 +110,12 @@ export class Queue {
     await fs.mkdir(dir, { recursive: true });
     const unlock = await lockQueueDir(dir);
     try {
-      const { index, report, newest } = await replay(fs, dir);
+      const { index, report, newest, sizes } = await replay(fs, dir);
       const fsync = opts.fsync ?? true;
       const tail = await openTail(fs, dir, newest, report, fsync);
       // the newest segment's name may never have been made durable before a crash
       if (fsync && tail.fh) await fsyncDir(fs, dir);
-      const q = new Queue(dir, fs, index, report, tail, opts);
+      const q = new Queue(dir, fs, index, report, sizes, tail, opts);
       q.unlock = unlock;
       await q.committer.durable(); // a new segment's header and directory entry are on disk before we accept mail
       return q;
@@ -104,19 +125,9 @@ export class Queue {
     }
   }
 
-  /** 10 Crockford base32 chars of ms since the epoch, then 5 of a per-ms sequence: unique, sortable by time. */
+  /** 15 Crockford base32 characters: unique, sortable by time (ids.ts). */
   newId(): string {
-    let now = Date.now();
-    if (now <= this.lastMs) {
-      now = this.lastMs; // same ms, or the clock stepped back: keep ids increasing
-      this.idSeq += 1;
-      if (this.idSeq >= 32 ** 5) {
-        now += 1;
-        this.idSeq = 0;
-      }
-    } else this.idSeq = 0;
-    this.lastMs = now;
-    return base32(now, 10) + base32(this.idSeq, 5);
+    return this.ids.next();
   }
 
   /** Queues a chunk for the next write (split into ≤ 64 KiB BODY records). Dropped if the queue is unusable: commit() reports it. */
@@ -139,31 +150,27 @@ export class Queue {
 
   /** Appends the COMMIT; resolves only after the fdatasync that covers it. */
   commit(id: string, env: Envelope): Promise<void> {
-    if (this.closed) return Promise.reject(new QueueError('closed', 'queue is closed'));
-    if (this.committer.failure) return Promise.reject(this.committer.poisonedError());
+    const bad = this.unusable();
+    if (bad) return Promise.reject(bad);
     if (this.index.messages.has(id) || this.committing.has(id)) return Promise.reject(new Error(`queue id ${id} is already committed`));
     const t = this.txns.get(id) ?? { seq: 0, size: 0, crc: 0 };
     this.txns.delete(id);
-    const record: CommitRecord = {
-      kind: 'commit',
-      id,
-      receivedAt: env.receivedAt,
-      sender: env.sender,
-      recipients: [...env.recipients],
-      params: { ...env.params },
-      clientIp: env.clientIp,
-      helo: env.helo,
-      size: t.size,
-      chunkCount: t.seq,
-      bodyCrc: t.crc >>> 0,
-    };
     try {
-      this.committer.append(record);
+      this.committer.append(commitRecord(id, env, t.size, t.seq, t.crc));
     } catch (e) {
-      return Promise.reject(e); // an envelope field too long for the codec
+      this.committer.forget(id); // an envelope field too long for the codec: its BODY records are garbage
+      return Promise.reject(e);
     }
     this.committing.add(id);
     return this.committer.durable().finally(() => this.committing.delete(id));
+  }
+
+  /** Enqueues a message made here (a bounce, `petrel sendmail`): BODY chunks + COMMIT, durable on resolve. */
+  async submit(envelope: Envelope, body: Buffer): Promise<string> {
+    const id = this.newId();
+    this.appendBody(id, body);
+    await this.commit(id, envelope);
+    return id;
   }
 
   /** The transaction was aborted: its BODY records stay in the log as garbage, never indexed. */
@@ -190,10 +197,105 @@ export class Queue {
     return e ? toQueuedMessage(e) : undefined;
   }
 
+  /** Messages with a recipient queued, or deferred until at most `now`; held and finishing ones excluded. Oldest first. */
+  due(now: number): QueuedMessage[] {
+    const out: IndexEntry[] = [];
+    for (const e of this.index.messages.values()) {
+      if (!e.held && !this.unapplied.isFinishing(e.id) && e.recipients.some((r) => isDue(r, now))) out.push(e);
+    }
+    return out.sort(byArrival).map(toQueuedMessage);
+  }
+
+  /** Earliest nextAttempt of any deferred recipient of a message that is not held, or null. */
+  nextWake(): number | null {
+    let min: number | null = null;
+    for (const e of this.index.messages.values()) {
+      if (e.held || this.unapplied.isFinishing(e.id)) continue;
+      for (const r of e.recipients) {
+        if (r.state === 'deferred' && r.nextAttempt !== null && (min === null || r.nextAttempt < min)) min = r.nextAttempt;
+      }
+    }
+    return min;
+  }
+
+  /**
+   * One RCPT record per outcome (each counts one attempt); resolves after their fsync. A message
+   * finished or deleted meanwhile (an operator was quicker) is left alone: there is nothing to record.
+   */
+  recordOutcomes(id: string, outcomes: { index: number; outcome: RcptOutcome }[]): Promise<void> {
+    const bad = this.unusable();
+    if (bad) return Promise.reject(bad);
+    const e = this.index.messages.get(id);
+    if (!e || this.unapplied.isFinishing(id) || outcomes.length === 0) return Promise.resolve();
+    try {
+      for (const o of outcomes) {
+        if (!e.recipients[o.index]) throw new RangeError(`message ${id} has no recipient ${o.index}`);
+        encodeRecord(rcptRecord(id, o.index, o.outcome, 1)); // refuse before appending anything
+      }
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    for (const o of outcomes) {
+      const attempts = (e.recipients[o.index]?.attempts ?? 0) + this.unapplied.markOutcome(id, o.index, o.outcome.kind) + 1;
+      this.committer.append(rcptRecord(id, o.index, o.outcome, attempts));
+    }
+    return this.committer.durable();
+  }
+
+  /**
+   * Every recipient is final: appends DONE, or with `bounce` the bounce's BODY records and a COMMIT
+   * that also finishes `id` (one record: atomic). Resolves with the bounce's id (or null) after the
+   * fsync; null also when the message is already gone. Rejects if a recipient is still open.
+   */
+  finish(id: string, bounce?: { envelope: Envelope; body: Buffer }): Promise<string | null> {
+    const bad = this.unusable();
+    if (bad) return Promise.reject(bad);
+    const e = this.index.messages.get(id);
+    if (!e || this.unapplied.isFinishing(id)) return Promise.resolve(null);
+    const open = e.recipients.findIndex((r, i) => {
+      const s = this.unapplied.stateOf(id, i, r.state);
+      return s === 'queued' || s === 'deferred';
+    });
+    if (open >= 0) return Promise.reject(new Error(`cannot finish ${id}: recipient ${open} is not final`));
+    let bounceId: string | null = null;
+    try {
+      if (bounce) bounceId = this.appendBounce(id, bounce.envelope, bounce.body);
+      else this.committer.append({ kind: 'done', id });
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    this.unapplied.mark(id, true);
+    return this.committer.durable().then(() => bounceId);
+  }
+
+  /** hold / release / delete (gone, no bounce) / flush (deferred recipients due now); false for an unknown id. */
+  operate(id: string, op: OperatorAction): Promise<boolean> {
+    const bad = this.unusable();
+    if (bad) return Promise.reject(bad);
+    if (!this.index.messages.has(id) || this.unapplied.isFinishing(id)) return Promise.resolve(false);
+    this.committer.append({ kind: 'op', id, op });
+    this.unapplied.mark(id, op === 'delete');
+    return this.committer.durable().then(() => true);
+  }
+
+  /** `cb` runs right after the fsync whenever a message becomes available: committed, released or flushed. */
+  onAvailable(cb: (id: string) => void): void {
+    this.availableCbs.push(cb);
+  }
+
+  /** Deletes dead sealed segments and empties sparse ones (compactor.ts); no I/O at all when there is nothing to do. */
+  compact(): Promise<CompactionResult> {
+    if (this.unusable()) return Promise.resolve({ deletedSegments: 0, copiedMessages: 0 });
+    this.compacting ??= this.runCompaction().finally(() => {
+      this.compacting = null;
+    });
+    return this.compacting;
+  }
+
+  /** Streams the body; the segments it lies in are kept (pinned) until the stream ends, even if compaction moves the message. */
   readBody(id: string): AsyncIterable<Buffer> {
-    const entry = this.index.messages.get(id);
-    if (!entry) throw new Error(`no such message: ${id}`);
-    return readEntryBody(this.fs, this.dir, entry);
+    if (!this.index.messages.has(id)) throw new Error(`no such message: ${id}`);
+    return this.pinnedBody(id);
   }
 
   /** segment number → live messages with records in it (for compaction: 0 means the segment is dead). */
@@ -205,61 +307,106 @@ export class Queue {
     return this.committer.failure !== null;
   }
 
-  /** Flushes everything, fdatasyncs, closes the file. Later commits reject with 'closed'. */
+  /** Waits for a running compaction, flushes everything, fdatasyncs, closes the file. Later calls reject with 'closed'. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     try {
+      await this.compacting?.catch(() => undefined);
       await this.committer.close();
     } finally {
       await this.unlock();
     }
   }
 
-  /** Records become visible in the index only once written (and, for COMMIT, synced). */
-  private applyWritten(items: BatchItem[]): void {
-    for (const item of items) {
-      if (item.kind === 'forget') dropPending(this.index, item.id);
-      else if (item.record) apply(this.index, item.record, item.location);
+  private unusable(): QueueError | null {
+    if (this.closed) return new QueueError('closed', 'queue is closed');
+    return this.committer.failure ? this.committer.poisonedError() : null;
+  }
+
+  private appendBounce(original: string, env: Envelope, body: Buffer): string {
+    const id = this.newId();
+    const chunks: Buffer[] = [];
+    for (let at = 0; at < body.length; at += MAX_BODY_CHUNK) chunks.push(body.subarray(at, at + MAX_BODY_CHUNK));
+    const record: CommitRecord = { ...commitRecord(id, env, body.length, chunks.length, crc32Update(0, body)), finishes: original };
+    encodeRecord(record); // refuse an unencodable envelope before any of it is appended
+    chunks.forEach((bytes, seq) => this.committer.append({ kind: 'body', id, seq, bytes }));
+    this.committer.append(record);
+    return id;
+  }
+
+  private async *pinnedBody(id: string): AsyncGenerator<Buffer> {
+    const entry = this.index.messages.get(id); // the current copy, looked up when reading starts
+    if (!entry) throw new Error(`no such message: ${id}`);
+    const unpin = this.segments.pin([...new Set(entry.chunks.map((c) => c.segment))]);
+    try {
+      yield* readEntryBody(this.fs, this.dir, entry);
+    } finally {
+      unpin();
     }
   }
-}
 
-/** Where appending resumes: after the newest segment's last complete record (cutting a torn tail off). */
-async function openTail(fs: QueueFs, dir: string, newest: NewestSegment | null, report: RecoveryReport, fsync: boolean): Promise<Tail> {
-  if (!newest) return { segment: 1, offset: 0, fh: null };
-  // a header that is unreadable while later records are fine: keep the file as it is, start afresh
-  if (!newest.header && newest.recordCount > 0) return { segment: newest.segment + 1, offset: 0, fh: null };
-  const end = newest.header ? newest.validEnd : 0; // no header and no records: creation was torn
-  const fh = await fs.open(segmentPath(dir, newest.segment), 'r+');
-  if (end < newest.size) {
-    await fh.truncate(end);
-    if (fsync) await fh.sync();
-    report.truncated = { segment: newest.segment, from: end, to: newest.size };
+  private async runCompaction(): Promise<CompactionResult> {
+    const h = this.compactionHost();
+    return hasWork(h) ? compact(h) : { deletedSegments: 0, copiedMessages: 0 };
   }
-  return { segment: newest.segment, offset: end, fh };
-}
 
-const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
-
-function base32(n: number, width: number): string {
-  let s = '';
-  let v = n;
-  for (let i = 0; i < width; i++) {
-    s = CROCKFORD[v % 32] + s;
-    v = Math.floor(v / 32);
+  private compactionHost(): CompactionHost {
+    return {
+      index: this.index,
+      fs: this.fs,
+      dir: this.dir,
+      fsync: this.fsync,
+      maxCopyBytes: this.segmentBytes,
+      segments: this.segments,
+      copyable: (id) => !this.unusable() && this.unapplied.isSettled(id),
+      readBody: (id) => this.readBody(id),
+      appendCopy: (entry, chunks) => this.appendCopy(entry, chunks),
+      durable: () => this.committer.durable(),
+    };
   }
-  return s;
-}
 
-/** The time part of an id newId made (0 for any other id, so foreign ids cannot push the clock ahead). */
-function idTime(id: string): number {
-  if (!/^[0-9A-HJKMNP-TV-Z]{15}$/.test(id)) return 0;
-  let ms = 0;
-  for (const ch of id.slice(0, 10)) {
-    const d = CROCKFORD.indexOf(ch);
-    if (d < 0) return 0;
-    ms = ms * 32 + d;
+  /** Re-appends a message with its current state (compactor.ts), unless it changed while its body was read. */
+  private appendCopy(entry: IndexEntry, chunks: Buffer[]): boolean {
+    const id = entry.id;
+    if (this.index.messages.get(id) !== entry || this.unusable() || !this.unapplied.isSettled(id)) return false;
+    let crc = 0;
+    let size = 0;
+    for (const c of chunks) {
+      crc = crc32Update(crc, c);
+      size += c.length;
+    }
+    const record = copyRecord(entry, size, chunks.length, crc);
+    chunks.forEach((bytes, seq) => this.committer.append({ kind: 'body', id, seq, bytes }));
+    this.committer.append(record);
+    return true;
   }
-  return ms;
+
+  /** Records become visible in the index only once written (and, for anything but BODY, synced). */
+  private applyWritten(items: BatchItem[]): void {
+    const available: string[] = [];
+    for (const item of items) {
+      if (item.kind === 'forget') {
+        dropPending(this.index, item.id);
+        continue;
+      }
+      this.segments.note(item.location);
+      if (!item.record) continue;
+      apply(this.index, item.record, item.location);
+      const ready = this.unapplied.settle(item.record, (id) => this.index.messages.get(id)?.held);
+      if (ready !== null) available.push(ready);
+    }
+    for (const id of available) this.announce(id);
+  }
+
+  private announce(id: string): void {
+    for (const cb of this.availableCbs) {
+      try {
+        cb(id);
+      } catch (e) {
+        // a listener's bug must not stall the group-commit loop that called us
+        process.emitWarning(`queue onAvailable listener threw: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
+  }
 }

@@ -6,9 +6,12 @@
  *
  *   'B' BODY   id, seq u32, bytes (u32 length + ≤ 64 KiB)
  *   'C' COMMIT id, receivedAt, sender, recipients (u32 n × string), flags u8,
- *              [SIZE= u64], clientIp, helo, size u64, chunkCount u32, bodyCrc u32
+ *              [SIZE= u64], clientIp, helo, size u64, chunkCount u32, bodyCrc u32,
+ *              [finishes: id]                        (flag 0x10)
+ *              [state: held u8, n × (state u8, attempts u32, rflags u8,
+ *                      [nextAttempt u64], [lastReply])] (flag 0x20)
  *   'R' RCPT   id, index u32, outcome u8 (0 delivered | 1 deferred: nextAt u64,
- *              attempts u32, reply | 2 failed: reply)
+ *              attempts u32, reply | 2 failed: reply | 3 delivered: reply)
  *   'O' OP     id, op u8 (1 hold | 2 release | 3 delete | 4 flush)
  *   'D' DONE   id
  *
@@ -16,9 +19,23 @@
  * kRecordTypeSafeIgnoreMask): a future record an older reader may skip.
  * Anything else that does not decode is reported, never thrown.
  *
+ * The COMMIT extensions (flags 0x10, 0x20) and RCPT outcome 3 were added for
+ * delivery and compaction without changing anything an existing file holds, so
+ * every older segment still decodes; the format version stays 1 (a reader from
+ * before them reports such records as corrupt: downgrades are not supported).
+ * - `finishes` makes a bounce's COMMIT also the DONE of the message it reports
+ *   on: ONE logical record, which the framing makes atomic, so a crash can
+ *   neither keep the bounce and lose the DONE (a second bounce later) nor the
+ *   reverse (no bounce at all). Two records in one group commit would not be
+ *   enough: a torn writev can persist the first and not the second.
+ * - `state` is the copy-forward snapshot: a COMMIT re-appended by compaction
+ *   carries the recipients' current states and the held flag, superseding the
+ *   RCPT and OP records left behind in the old segment.
+ *
  * Pure: no I/O.
  */
 import { assertNever } from '../smtp/assert-never';
+import type { RecipientState } from './types';
 
 /** BODY chunk limit: keeps per-session memory bounded and a record within 3 blocks. */
 export const MAX_BODY_CHUNK = 65536;
@@ -31,7 +48,7 @@ export type OpName = 'hold' | 'release' | 'delete' | 'flush';
 const OP_CODES: Record<OpName, number> = { hold: 1, release: 2, delete: 3, flush: 4 };
 
 export type RcptOutcome =
-  | { state: 'delivered' }
+  | { state: 'delivered'; reply?: string }
   | { state: 'deferred'; nextAt: number; attempts: number; reply: string }
   | { state: 'failed'; reply: string };
 
@@ -39,6 +56,20 @@ export interface CommitParams {
   size?: number;
   body?: '7BIT' | '8BITMIME';
   smtputf8: boolean;
+}
+
+/** A recipient's state as carried by a copied-forward COMMIT. */
+export interface RcptSnapshot {
+  state: RecipientState;
+  attempts: number;
+  nextAttempt: number | null;
+  lastReply: string | null;
+}
+
+export interface CommitSnapshot {
+  held: boolean;
+  /** One per envelope recipient, same order. */
+  recipients: RcptSnapshot[];
 }
 
 export interface BodyRecord { kind: 'body'; id: string; seq: number; bytes: Buffer }
@@ -54,6 +85,10 @@ export interface CommitRecord {
   size: number;
   chunkCount: number;
   bodyCrc: number;
+  /** A bounce: committing it also finishes this message (see the file comment). */
+  finishes?: string;
+  /** A copy made by compaction: the state to resume with. */
+  snapshot?: CommitSnapshot;
 }
 export interface RcptRecord { kind: 'rcpt'; id: string; index: number; outcome: RcptOutcome }
 export interface OpRecord { kind: 'op'; id: string; op: OpName }
@@ -124,16 +159,33 @@ function encodeCommit(w: Writer, r: CommitRecord): Buffer {
   w.u64(r.receivedAt).str(r.sender).u32(r.recipients.length);
   for (const rcpt of r.recipients) w.str(rcpt);
   const p = r.params;
-  const flags = (p.size !== undefined ? 1 : 0) | (p.body !== undefined ? 2 : 0) | (p.body === '8BITMIME' ? 4 : 0) | (p.smtputf8 ? 8 : 0);
+  const flags =
+    (p.size !== undefined ? 1 : 0) | (p.body !== undefined ? 2 : 0) | (p.body === '8BITMIME' ? 4 : 0) | (p.smtputf8 ? 8 : 0) |
+    (r.finishes !== undefined ? 0x10 : 0) | (r.snapshot !== undefined ? 0x20 : 0);
   w.u8(flags);
   if (p.size !== undefined) w.u64(p.size);
-  return w.str(r.clientIp).str(r.helo).u64(r.size).u32(r.chunkCount).u32(r.bodyCrc).done();
+  w.str(r.clientIp).str(r.helo).u64(r.size).u32(r.chunkCount).u32(r.bodyCrc);
+  if (r.finishes !== undefined) w.id(r.finishes);
+  if (r.snapshot !== undefined) encodeSnapshot(w, r.snapshot, r.recipients.length);
+  return w.done();
+}
+
+const STATE_CODES: Record<RecipientState, number> = { queued: 0, deferred: 1, delivered: 2, failed: 3 };
+
+function encodeSnapshot(w: Writer, s: CommitSnapshot, n: number): void {
+  if (s.recipients.length !== n) throw new RangeError('COMMIT snapshot must hold one state per recipient');
+  w.u8(s.held ? 1 : 0);
+  for (const r of s.recipients) {
+    w.u8(STATE_CODES[r.state]).u32(r.attempts).u8((r.nextAttempt !== null ? 1 : 0) | (r.lastReply !== null ? 2 : 0));
+    if (r.nextAttempt !== null) w.u64(r.nextAttempt);
+    if (r.lastReply !== null) w.str(r.lastReply);
+  }
 }
 
 function encodeOutcome(w: Writer, o: RcptOutcome): Writer {
   switch (o.state) {
     case 'delivered':
-      return w.u8(0);
+      return o.reply === undefined ? w.u8(0) : w.u8(3).str(o.reply);
     case 'deferred':
       return w.u8(1).u64(o.nextAt).u32(o.attempts).str(o.reply);
     case 'failed':
@@ -238,7 +290,7 @@ function decodeCommit(r: Reader): CommitRecord {
   const recipients: string[] = [];
   for (let i = 0; i < n; i++) recipients.push(r.str());
   const flags = r.u8();
-  if (flags & ~15) throw new DecodeError('unknown COMMIT flags');
+  if (flags & ~0x3f) throw new DecodeError('unknown COMMIT flags');
   const params: CommitParams = { smtputf8: (flags & 8) !== 0 };
   if (flags & 1) params.size = r.u64();
   if (flags & 2) params.body = flags & 4 ? '8BITMIME' : '7BIT';
@@ -248,7 +300,31 @@ function decodeCommit(r: Reader): CommitRecord {
   const size = r.u64();
   const chunkCount = r.u32();
   const bodyCrc = r.u32();
-  return { kind: 'commit', id, receivedAt, sender, recipients, params, clientIp, helo, size, chunkCount, bodyCrc };
+  const rec: CommitRecord = { kind: 'commit', id, receivedAt, sender, recipients, params, clientIp, helo, size, chunkCount, bodyCrc };
+  if (flags & 0x10) rec.finishes = r.id();
+  if (flags & 0x20) rec.snapshot = decodeSnapshot(r, n);
+  return rec;
+}
+
+function decodeSnapshot(r: Reader, n: number): CommitSnapshot {
+  const held = r.u8();
+  if (held > 1) throw new DecodeError('bad held flag in COMMIT snapshot');
+  const recipients: RcptSnapshot[] = [];
+  for (let i = 0; i < n; i++) {
+    const state = decodeState(r.u8());
+    const attempts = r.u32();
+    const f = r.u8();
+    if (f & ~3) throw new DecodeError('unknown recipient flags in COMMIT snapshot');
+    const nextAttempt = f & 1 ? r.u64() : null;
+    const lastReply = f & 2 ? r.str() : null;
+    recipients.push({ state, attempts, nextAttempt, lastReply });
+  }
+  return { held: held === 1, recipients };
+}
+
+function decodeState(code: number): RecipientState {
+  for (const [name, c] of Object.entries(STATE_CODES)) if (c === code) return name as RecipientState;
+  throw new DecodeError(`unknown recipient state ${code}`);
 }
 
 function decodeOutcome(r: Reader): RcptOutcome {
@@ -263,6 +339,8 @@ function decodeOutcome(r: Reader): RcptOutcome {
     }
     case 2:
       return { state: 'failed', reply: r.str() };
+    case 3:
+      return { state: 'delivered', reply: r.str() };
     default:
       throw new DecodeError(`unknown RCPT outcome ${code}`);
   }

@@ -15,6 +15,7 @@ import type { SegmentHeader } from './framing';
 import { apply, dropAllPending, emptyIndex } from './index';
 import type { IndexProblem, QueueIndex } from './index';
 import { decodeRecord } from './records';
+import type { Tail } from './committer';
 import { errno, listSegments, segmentPath } from './segment';
 import type { QueueFs } from './segment';
 
@@ -49,6 +50,8 @@ export interface Replay {
   readonly index: QueueIndex;
   readonly report: RecoveryReport;
   readonly newest: NewestSegment | null;
+  /** segment → file size as read (compaction weighs live bytes against it). */
+  readonly sizes: Map<number, number>;
 }
 
 export async function replay(fs: QueueFs, dir: string): Promise<Replay> {
@@ -56,16 +59,21 @@ export async function replay(fs: QueueFs, dir: string): Promise<Replay> {
   const segments = await listSegments(fs, dir);
   const report: RecoveryReport = { segments: [], truncated: null, corruptions: [], problems: index.problems, droppedTransactions: 0 };
   let newest: NewestSegment | null = null;
+  const sizes = new Map<number, number>();
   for (let i = 0; i < segments.length; i++) {
     const segment = segments[i] ?? 0;
     const bytes = await readSegment(fs, dir, segment);
     if (bytes === null) continue; // unlinked by a compactor since readdir
     report.segments.push(segment);
+    sizes.set(segment, bytes.length);
     newest = replaySegment(index, report, segment, bytes, i === segments.length - 1);
   }
   report.droppedTransactions = index.pending.size;
   dropAllPending(index);
-  return { index, report, newest };
+  // a finished message's COMMIT may outlive the BODY segments compaction already deleted: not a problem
+  const live = index.problems.filter((p) => index.messages.has(p.id));
+  index.problems.splice(0, index.problems.length, ...live);
+  return { index, report, newest, sizes };
 }
 
 async function readSegment(fs: QueueFs, dir: string, segment: number): Promise<Buffer | null> {
@@ -97,4 +105,19 @@ function replaySegment(index: QueueIndex, report: RecoveryReport, segment: numbe
     }
   }
   return { segment, header: scan.header, recordCount: scan.records.length, validEnd: scan.validEnd, size: bytes.length };
+}
+
+/** Where appending resumes: after the newest segment's last complete record (cutting a torn tail off). */
+export async function openTail(fs: QueueFs, dir: string, newest: NewestSegment | null, report: RecoveryReport, fsync: boolean): Promise<Tail> {
+  if (!newest) return { segment: 1, offset: 0, fh: null };
+  // a header that is unreadable while later records are fine: keep the file as it is, start afresh
+  if (!newest.header && newest.recordCount > 0) return { segment: newest.segment + 1, offset: 0, fh: null };
+  const end = newest.header ? newest.validEnd : 0; // no header and no records: creation was torn
+  const fh = await fs.open(segmentPath(dir, newest.segment), 'r+');
+  if (end < newest.size) {
+    await fh.truncate(end);
+    if (fsync) await fh.sync();
+    report.truncated = { segment: newest.segment, from: end, to: newest.size };
+  }
+  return { segment: newest.segment, offset: end, fh };
 }

@@ -30,6 +30,8 @@ export interface QueueFs {
   readdir(dir: string): Promise<string[]>;
   readFile(file: string): Promise<Buffer>;
   open(file: string, flags: string): Promise<QueueFile>;
+  /** Compaction only; node:fs/promises unlink when absent. */
+  unlink?(file: string): Promise<void>;
 }
 
 export const nodeFs: QueueFs = {
@@ -37,6 +39,7 @@ export const nodeFs: QueueFs = {
   readdir: (dir) => fsp.readdir(dir),
   readFile: (file) => fsp.readFile(file),
   open: (file, flags) => fsp.open(file, flags),
+  unlink: (file) => fsp.unlink(file),
 };
 
 const SEGMENT_NAME = /^(\d{8,10})\.log$/;
@@ -73,6 +76,17 @@ export async function fsyncDir(fs: QueueFs, dir: string): Promise<void> {
   } finally {
     await fh.close();
   }
+}
+
+/** Unlinks a segment (already gone is fine: a crash may have come between unlink and bookkeeping), then makes that durable. */
+export async function unlinkSegment(fs: QueueFs, dir: string, n: number, fsync: boolean): Promise<void> {
+  const file = segmentPath(dir, n);
+  try {
+    await (fs.unlink ? fs.unlink(file) : fsp.unlink(file));
+  } catch (e) {
+    if (errno(e) !== 'ENOENT') throw e;
+  }
+  if (fsync) await fsyncDir(fs, dir);
 }
 
 /** Writes all buffers at `position`, continuing after a short write so the real error (ENOSPC) surfaces. */

@@ -35,6 +35,8 @@ export interface QueuedMessage {
   recipients: QueuedRecipient[];
   clientIp: string;
   helo: string;
+  /** MAIL parameters as received (SIZE, BODY=8BITMIME, SMTPUTF8): what the next hop must be offered. Always set by the queue. */
+  params?: Envelope['params'];
 }
 
 export type QueueErrorCode = 'storage-full' | 'io' | 'poisoned' | 'closed';

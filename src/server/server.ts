@@ -19,6 +19,8 @@ import { Connection, normalizeIp } from './connection';
 
 /** How long a graceful stop waits for sessions to finish their transaction. */
 export const SHUTDOWN_GRACE_MS = 30_000;
+/** How often finished segments are deleted and long-lived messages copied forward (DESIGN.md "The queue log"). */
+export const COMPACT_EVERY_MS = 60_000;
 
 type ListenerKind = 'smtp' | 'smtps';
 
@@ -36,6 +38,7 @@ export class PetrelServer {
   private stopping: Promise<void> | null = null;
   private drainArmed = false;
   private control: ControlServer | null = null;
+  private compactTimer: NodeJS.Timeout | null = null;
   /** Called after an operator's `queue flush`: the delivery scheduler's wake-up, once one is attached. */
   onFlush: () => void = () => undefined;
 
@@ -66,6 +69,7 @@ export class PetrelServer {
     const server = new PetrelServer(cfg, queue, log);
     try {
       server.control = await ControlServer.start({ dataDir: cfg.dataDir, queue, log, onFlush: () => server.onFlush() });
+      server.compactTimer = setInterval(() => void server.compact(), COMPACT_EVERY_MS).unref();
       for (const ep of cfg.listen) await server.listen('smtp', ep);
       for (const ep of cfg.listenSmtps) await server.listen('smtps', ep);
     } catch (err) {
@@ -89,7 +93,18 @@ export class PetrelServer {
     return this.stopping;
   }
 
+  /** Compaction failures are logged, never fatal: the log stays correct, it just uses more disk. */
+  async compact(): Promise<void> {
+    try {
+      const r = await this.queue.compact();
+      if (r.deletedSegments > 0 || r.copiedMessages > 0) this.log.info('queue-compacted', { ...r });
+    } catch (err) {
+      this.log.warn('queue-compact-failed', { error: err });
+    }
+  }
+
   private async drain(graceMs: number): Promise<void> {
+    if (this.compactTimer) clearInterval(this.compactTimer);
     this.log.info('stopping', { sessions: this.connections.size });
     const closed = Promise.all(this.servers.map((s) => new Promise<void>((r) => s.server.close(() => r()))));
     for (const c of this.connections) c.shutdown();

@@ -124,10 +124,11 @@ describe('petrel queue show', () => {
 });
 
 describe('petrel queue: other subcommands', () => {
+  // the operations themselves are covered by test/cli/queue-ops.test.ts; here only: no queue, nothing to act on
   for (const sub of ['flush', 'delete', 'hold', 'release']) {
-    it(`${sub} needs the control socket: exit 69`, async () => {
+    it(`${sub} X with no server and no queue: no such message, exit 1`, async () => {
       const r = await run([sub, 'X'], '/nonexistent');
-      expect(r).toEqual({ code: 69, out: '', err: "not implemented yet: needs a running server's control socket (next issue)\n" });
+      expect(r).toEqual({ code: 1, out: '', err: 'no such message: X (server not running: applied to the queue directly)\n' });
     });
   }
 
