@@ -40,6 +40,12 @@ const rows: Row[] = [
   ['relay_host', '[smtp.example.com]:587', 'relayHost', { host: 'smtp.example.com', port: 587, mx: false }, 'a:b:c', 'expected [host]:port'],
   ['dns_servers', '127.0.0.1, [::1]:5353, 192.0.2.53:53', 'dnsServers', [{ host: '127.0.0.1', port: 53 }, { host: '::1', port: 5353 }, { host: '192.0.2.53', port: 53 }], 'dns.example.com', 'an IP address'],
   ['outbound_port', '2525', 'outboundPort', 2525, '70000', 'a port number 1-65535, found "70000"'],
+  ['outbound_tls', 'Verify', 'outboundTls', 'verify', 'always', 'one of may, encrypt, verify, none, found "always"'],
+  ['relay_auth_user', 'relay-user', 'relayAuthUser', 'relay-user', '', '', '\nrelay_auth_password = s3cret\nrelay_host = [smtp.example.com]:587'],
+  ['relay_auth_password', 'p w=#x', 'relayAuthPassword', 'p w=#x', '', '', '\nrelay_auth_user = u\nrelay_host = [smtp.example.com]:587'],
+  ['max_delivery_concurrency', '7', 'maxDeliveryConcurrency', 7, '0', 'a positive integer'],
+  ['destination_concurrency', '2', 'destinationConcurrency', 2, 'two', 'a positive integer'],
+  ['connect_timeout', '10s', 'connectTimeout', 10, '10 s', 'a duration'],
   ['max_message_size', '10M', 'maxMessageSize', 10 * 1024 * 1024, '10MB', 'a size in bytes'],
   ['max_recipients', '500', 'maxRecipients', 500, '0', 'a positive integer, found "0"'],
   ['max_connections', '20', 'maxConnections', 20, '-1', 'a positive integer'],
@@ -211,6 +217,22 @@ describe('checks across keys', () => {
   it('a domain cannot be both local and relayed', () => {
     const e = failure('local_domains = a.example, b.example\nrelay_domains = B.example');
     expect([e.line, e.message]).toEqual([2, 'b.example is in both local_domains and relay_domains']);
+  });
+
+  it('relay_auth_user and relay_auth_password come as a pair, need relay_host, and need TLS', () => {
+    const host = 'relay_host = [smtp.example.com]:587\n';
+    expect(failure(`${host}relay_auth_user = u`)).toMatchObject({ line: 2, message: expect.stringContaining('relay_auth_password is not') });
+    expect(failure(`${host}relay_auth_password = p`)).toMatchObject({ line: 2, message: expect.stringContaining('relay_auth_user is not') });
+    expect(failure('relay_auth_user = u\nrelay_auth_password = p')).toMatchObject({ line: 1, message: expect.stringContaining('needs relay_host') });
+    expect(failure(`${host}outbound_tls = none\nrelay_auth_user = u\nrelay_auth_password = p`)).toMatchObject({ line: 3, message: expect.stringContaining('needs TLS') });
+    expect(parse(`${host}relay_auth_user = u\nrelay_auth_password = p`).relayAuthPassword).toBe('p');
+  });
+
+  it('check-config never prints the relay password', () => {
+    const c = parse('relay_host = [smtp.example.com]:587\nrelay_auth_user = u\nrelay_auth_password = s3cret-value');
+    const printed = describeConfig(c);
+    expect(printed).not.toContain('s3cret-value');
+    expect(printed).toContain('relay_auth_password = (hidden)\n');
   });
 
   it('an address listened on twice is reported where it repeats', () => {

@@ -35,6 +35,12 @@ export function defaultValues(baseDir: string): Omit<Config, 'source'> {
     relayHost: null,
     dnsServers: [],
     outboundPort: 25,
+    outboundTls: 'may',
+    relayAuthUser: null,
+    relayAuthPassword: null,
+    maxDeliveryConcurrency: 100,
+    destinationConcurrency: 20,
+    connectTimeout: 30,
     maxMessageSize: LIMITS.maxMessageSize,
     // RFC 5321 §4.5.3.1.8: at least 100 recipients per transaction.
     maxRecipients: LIMITS.maxRecipients,

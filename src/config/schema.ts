@@ -7,9 +7,9 @@
 import type { LogLevel } from '../observe/log';
 import type { Cidr } from '../policy/cidr';
 import * as v from './values';
-import type { CatchAll, DkimSign, Endpoint, Parsed, RelayHost } from './values';
+import type { CatchAll, DkimSign, Endpoint, OutboundTls, Parsed, RelayHost } from './values';
 
-export type { CatchAll, DkimSign, Endpoint, RelayHost, Cidr };
+export type { CatchAll, DkimSign, Endpoint, OutboundTls, RelayHost, Cidr };
 
 export interface Config {
   /** Name in the greeting, EHLO and Received. */
@@ -32,6 +32,17 @@ export interface Config {
   /** Empty = the system's resolvers. */
   dnsServers: Endpoint[];
   outboundPort: number;
+  /** STARTTLS policy for outbound connections (RFC 3207): may, encrypt, verify or none. */
+  outboundTls: OutboundTls;
+  /** Smart-host credentials (RFC 4954); only ever sent over TLS. */
+  relayAuthUser: string | null;
+  relayAuthPassword: string | null;
+  /** Outbound SMTP connections open at once, all destinations together. */
+  maxDeliveryConcurrency: number;
+  /** Outbound SMTP connections open at once to one destination (a recipient domain or the smart host). */
+  destinationConcurrency: number;
+  /** Seconds to wait for an outbound TCP connection. */
+  connectTimeout: number;
   maxMessageSize: number;
   maxRecipients: number;
   maxConnections: number;
@@ -86,6 +97,12 @@ export function schema(baseDir: string): Schema {
     relayHost: { key: 'relay_host', parse: v.relayHost, format: v.formatRelayHost },
     dnsServers: { key: 'dns_servers', parse: v.listOf(v.dnsServer), format: list(v.formatEndpoint) },
     outboundPort: { key: 'outbound_port', parse: (s) => v.port(s), format: num },
+    outboundTls: { key: 'outbound_tls', parse: v.oneOf(['may', 'encrypt', 'verify', 'none'] as const), format: str },
+    relayAuthUser: { key: 'relay_auth_user', parse: v.optionalText, format: maybe },
+    relayAuthPassword: { key: 'relay_auth_password', parse: v.optionalText, format: v.formatSecret },
+    maxDeliveryConcurrency: { key: 'max_delivery_concurrency', parse: v.positiveInt, format: num },
+    destinationConcurrency: { key: 'destination_concurrency', parse: v.positiveInt, format: num },
+    connectTimeout: { key: 'connect_timeout', parse: v.duration, format: v.formatDuration },
     maxMessageSize: { key: 'max_message_size', parse: v.size, format: v.formatSize },
     maxRecipients: { key: 'max_recipients', parse: v.positiveInt, format: num },
     maxConnections: { key: 'max_connections', parse: v.positiveInt, format: num },

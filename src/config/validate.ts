@@ -19,6 +19,7 @@ export function validate(c: Config, lines: Lines, file: string): void {
   checkTls(c, fail);
   checkDomains(c, fail);
   checkListeners(c, lines, fail);
+  checkRelayAuth(c, fail);
   for (const d of c.dkimSign) {
     const problem = unreadable(d.keyFile);
     if (problem) fail('dkimSign', `cannot read DKIM key ${d.keyFile} for ${d.domain}: ${problem}`);
@@ -51,6 +52,15 @@ function checkDomains(c: Config, fail: Fail): void {
   const both = c.relayDomains.find((d) => local.has(d));
   // A domain cannot be delivered both here and onward: which one wins would be an accident of code order.
   if (both !== undefined) fail('relayDomains', `${both} is in both local_domains and relay_domains`);
+}
+
+function checkRelayAuth(c: Config, fail: Fail): void {
+  if (c.relayAuthUser !== null && c.relayAuthPassword === null) fail('relayAuthUser', 'relay_auth_user is set but relay_auth_password is not (set both or neither)');
+  if (c.relayAuthPassword !== null && c.relayAuthUser === null) fail('relayAuthPassword', 'relay_auth_password is set but relay_auth_user is not (set both or neither)');
+  if (c.relayAuthUser === null) return;
+  if (c.relayHost === null) fail('relayAuthUser', 'relay_auth_user needs relay_host: credentials are only ever sent to the smart host');
+  // RFC 4954 §4: a password in the clear is readable by anyone on the path; Petrel sends AUTH only over TLS.
+  if (c.outboundTls === 'none') fail('relayAuthUser', 'relay_auth_user needs TLS, but outbound_tls = none');
 }
 
 function checkListeners(c: Config, lines: Lines, fail: Fail): void {

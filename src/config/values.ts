@@ -112,6 +112,21 @@ export function relayHost(raw: string): Parsed<RelayHost | null> {
   return ok({ host: hp.host, port: p.value, mx: !hp.bracketed && parseIp(hp.host) === null });
 }
 
+/** outbound_tls (RFC 3207): the same four policies as the client's TlsPolicy. */
+export type OutboundTls = 'may' | 'encrypt' | 'verify' | 'none';
+
+/** Free text such as a user name; empty: not set. */
+export function optionalText(raw: string): Parsed<string | null> {
+  return ok(raw === '' ? null : raw);
+}
+
+/** Placeholder printed for a secret: check-config output ends up in bug reports and terminals. */
+export const HIDDEN_SECRET = '(hidden)';
+
+export function formatSecret(s: string | null): string {
+  return s === null ? '' : HIDDEN_SECRET;
+}
+
 export function cidr(raw: string): Parsed<Cidr> {
   const r = checkCidr(raw);
   return 'cidr' in r ? ok(r.cidr) : bad(`a network such as 192.0.2.0/24, 2001:db8::/32 or a single address (${r.problem})`);

@@ -13,6 +13,7 @@ import type { Logger } from '../observe/log';
 import { inNetworks } from '../policy/cidr';
 import { Queue, type QueueFs } from '../queue/queue';
 import { reply, renderReply } from '../smtp/reply';
+import { Delivery } from '../delivery/scheduler';
 import { ConnectionLimits } from './conn-limits';
 import { ControlServer } from './control';
 import { Connection, normalizeIp } from './connection';
@@ -39,6 +40,7 @@ export class PetrelServer {
   private drainArmed = false;
   private control: ControlServer | null = null;
   private compactTimer: NodeJS.Timeout | null = null;
+  private delivery: Delivery | null = null;
   /** Called after an operator's `queue flush`: the delivery scheduler's wake-up, once one is attached. */
   onFlush: () => void = () => undefined;
 
@@ -62,12 +64,17 @@ export class PetrelServer {
   }
 
   /** `queueFs` replaces the file system under the queue (fault-injection tests only). */
-  static async start(cfg: Config, log: Logger, opts: { queueFs?: QueueFs } = {}): Promise<PetrelServer> {
+  /** `queueFs` replaces the file system under the queue (fault-injection tests only); `delivery: false` keeps
+   *  accepted mail in the queue (tests of the receiving side). */
+  static async start(cfg: Config, log: Logger, opts: { queueFs?: QueueFs; delivery?: boolean } = {}): Promise<PetrelServer> {
     const queue = await Queue.open(join(cfg.dataDir, 'queue'), { fsync: cfg.queueFsync, fs: opts.queueFs });
     const report = (queue as { recoveryReport?: unknown }).recoveryReport;
     log.info('queue-open', { dir: join(cfg.dataDir, 'queue'), messages: queue.list().length, recovery: report });
     const server = new PetrelServer(cfg, queue, log);
     try {
+      const delivery = opts.delivery === false ? null : Delivery.start({ cfg, queue, log });
+      server.delivery = delivery;
+      server.onFlush = () => delivery?.wake();
       server.control = await ControlServer.start({ dataDir: cfg.dataDir, queue, log, onFlush: () => server.onFlush() });
       server.compactTimer = setInterval(() => void server.compact(), COMPACT_EVERY_MS).unref();
       for (const ep of cfg.listen) await server.listen('smtp', ep);
@@ -112,6 +119,7 @@ export class PetrelServer {
     while (this.connections.size > 0 && Date.now() < deadline) await sleep(20);
     for (const c of this.connections) c.destroy();
     await closed;
+    await this.delivery?.stop();
     await this.control?.stop();
     await this.queue.close();
     this.log.info('stopped', {});

@@ -77,7 +77,8 @@ export async function startServer(opts: TestServerOptions = {}): Promise<TestSer
   const log = createLogger({ level: opts.logLevel ?? 'debug', write: (line) => logs.push(line) });
   let server: PetrelServer;
   try {
-    server = await PetrelServer.start(config, log);
+    // Receiving-side tests: accepted mail stays in the queue (no delivery attempts, nothing leaves loopback).
+    server = await PetrelServer.start(config, log, { delivery: false });
   } catch (err) {
     if (ownDir) rmSync(dataDir, { recursive: true, force: true });
     throw err;

@@ -36,12 +36,15 @@ export interface Listener {
 /** petrel.conf keys to values; these override the test defaults below. */
 export type Settings = Record<string, string | number>;
 
-/** Loopback only, port 0 (the kernel picks a free port), a local domain the tests write to. */
+/** Loopback only, port 0 (the kernel picks a free port), a local domain the tests write to. Mail for other
+ *  domains goes to a smart host on a closed loopback port (discard, 9): it stays deferred in the queue, and no
+ *  test can send a DNS query or a connection off this machine. */
 const DEFAULTS: Settings = {
   hostname: 'mx.petrel.test',
   listen: '127.0.0.1:0',
   data_dir: 'data',
   local_domains: 'example.test',
+  relay_host: '[127.0.0.1]:9',
 };
 
 /** Every child started here and not yet exited, so afterAll can stop what a failed test left. */

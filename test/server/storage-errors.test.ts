@@ -87,7 +87,7 @@ describe('queue write failures are never acknowledged', () => {
       const fs = new FailingFs();
       const lines: string[] = [];
       const cfg = { ...defaultConfig(dataDir), dataDir, listen: [{ host: '127.0.0.1', port: 0 }] };
-      server = await PetrelServer.start(cfg, createLogger({ write: (l) => void lines.push(l) }), { queueFs: fs });
+      server = await PetrelServer.start(cfg, createLogger({ write: (l) => void lines.push(l) }), { queueFs: fs, delivery: false });
       const port = server.listening[0]!.address.port;
 
       const ok = await dialog(port, message(1));
