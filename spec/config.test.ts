@@ -60,6 +60,7 @@ const rows: Row[] = [
   ['dkim_sign', `Example.com:mail:${READABLE}`, 'dkimSign', [{ domain: 'example.com', selector: 'mail', keyFile: READABLE }], 'example.com:mail:/nonexistent.key', 'cannot read DKIM key /nonexistent.key'],
   ['log_level', 'debug', 'logLevel', 'debug', 'verbose', 'one of debug, info, warn, error, found "verbose"'],
   ['queue_fsync', 'no', 'queueFsync', false, 'maybe', 'yes or no'],
+  ['reject_null_mx_sender', 'yes', 'rejectNullMxSender', true, 'sometimes', 'yes or no'],
 ];
 
 describe('every key', () => {

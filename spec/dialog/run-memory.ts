@@ -51,7 +51,7 @@ export async function runMemory(dialog: Dialog, chunking: Chunking): Promise<Mem
   const logs: string[] = [];
   const log = createLogger({ write: (line) => logs.push(line) });
   const queue = new MemoryQueue();
-  const ctx: DecisionContext & { queue: MemoryQueue } = { hostname: cfg.hostname, queue, log, localDomains: cfg.localDomains, relayDomains: cfg.relayDomains };
+  const ctx: DecisionContext & { queue: MemoryQueue } = { hostname: cfg.hostname, queue, log, localDomains: cfg.localDomains, relayDomains: cfg.relayDomains, nullMxCheck: null };
   const session: SessionConfig = {
     hostname: cfg.hostname,
     maxMessageSize: cfg.maxMessageSize,

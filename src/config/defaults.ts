@@ -58,6 +58,8 @@ export function defaultValues(baseDir: string): Omit<Config, 'source'> {
     dkimSign: [],
     logLevel: 'info',
     queueFsync: true,
+    // Off by default: it costs a DNS lookup per MAIL FROM, and RFC 7505 makes it a MAY.
+    rejectNullMxSender: false,
   };
 }
 

@@ -61,6 +61,8 @@ export interface Config {
   logLevel: LogLevel;
   /** false only for benchmark analysis: acknowledged mail can be lost in a crash. */
   queueFsync: boolean;
+  /** RFC 7505 §4.2: refuse MAIL FROM a domain that publishes a null MX (it can never take a bounce). */
+  rejectNullMxSender: boolean;
   /** The configuration file read, or null for the embedded defaults. */
   source: string | null;
 }
@@ -121,6 +123,7 @@ export function schema(baseDir: string): Schema {
     },
     logLevel: { key: 'log_level', parse: v.oneOf(['debug', 'info', 'warn', 'error'] as const), format: str },
     queueFsync: { key: 'queue_fsync', parse: v.yesNo, format: (b) => (b ? 'yes' : 'no') },
+    rejectNullMxSender: { key: 'reject_null_mx_sender', parse: v.yesNo, format: (b) => (b ? 'yes' : 'no') },
   };
 }
 

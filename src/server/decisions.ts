@@ -4,6 +4,7 @@
  * (asynchronous: the 250 waits for the commit's fsync, DESIGN.md).
  */
 import { buildReceived, type ReceivedInfo } from '../message/received';
+import type { MxResolver } from '../dns/resolver';
 import { decideRecipient } from '../policy/relay';
 import { QueueError, type Envelope } from '../queue/queue';
 import { R, reply } from '../smtp/reply';
@@ -26,6 +27,8 @@ export interface DecisionContext {
   readonly log: Logger;
   readonly localDomains: readonly string[];
   readonly relayDomains: readonly string[];
+  /** Set when reject_null_mx_sender is on: MAIL FROM a null-MX domain is refused. */
+  readonly nullMxCheck: MxResolver | null;
 }
 
 export interface ClientFacts {
@@ -42,10 +45,13 @@ export interface ClientFacts {
 
 export function decide(q: Question, ctx: DecisionContext, client: ClientFacts): Decision | Promise<Decision> {
   switch (q.kind) {
-    case 'mail':
+    case 'mail': {
       // A poisoned queue refuses every new transaction up front rather than after the client sent the body.
       if (ctx.queue.poisoned) return { accept: false, reply: R.localError() };
+      const mailbox = q.args.path.mailbox;
+      if (ctx.nullMxCheck && mailbox?.domainKind === 'dns') return checkNullMxSender(mailbox.domain, ctx, ctx.nullMxCheck);
       return { accept: true, id: ctx.queue.newId() };
+    }
     case 'rcpt': {
       const d = decideRecipient(q.args.path, { trusted: client.trusted, authenticated: client.authenticated }, ctx);
       if (!d.ok) return { accept: false, reply: d.reply };
@@ -58,6 +64,14 @@ export function decide(q: Question, ctx: DecisionContext, client: ClientFacts): 
     case 'commit':
       return commit(q.id, q.txn, q.size, ctx, client);
   }
+}
+
+/** RFC 7505 §4.2: a domain with a null MX takes no mail, so it cannot receive a bounce either: 550 5.7.27.
+ *  A DNS failure is no reason to refuse mail: only a definite null MX is. */
+async function checkNullMxSender(domain: string, ctx: DecisionContext, resolver: MxResolver): Promise<Decision> {
+  const route = await resolver.resolveRoute(domain);
+  if (route.kind === 'null-mx') return { accept: false, reply: reply(550, '5.7.27', 'Sender address has null MX') };
+  return { accept: true, id: ctx.queue.newId() };
 }
 
 function open(id: string | null, txn: Transaction, ctx: DecisionContext, client: ClientFacts): Decision {

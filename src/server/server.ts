@@ -14,6 +14,7 @@ import { inNetworks } from '../policy/cidr';
 import { Queue, type QueueFs } from '../queue/queue';
 import { reply, renderReply } from '../smtp/reply';
 import { Delivery } from '../delivery/scheduler';
+import { createResolver, type MxResolver } from '../dns/resolver';
 import { ConnectionLimits } from './conn-limits';
 import { ControlServer } from './control';
 import { Connection, normalizeIp } from './connection';
@@ -41,6 +42,8 @@ export class PetrelServer {
   private control: ControlServer | null = null;
   private compactTimer: NodeJS.Timeout | null = null;
   private delivery: Delivery | null = null;
+  /** One resolver and cache for the whole server: delivery and MAIL FROM checks share it. */
+  private readonly resolver: MxResolver;
   /** Called after an operator's `queue flush`: the delivery scheduler's wake-up, once one is attached. */
   onFlush: () => void = () => undefined;
 
@@ -51,6 +54,7 @@ export class PetrelServer {
   ) {
     this.limits = new ConnectionLimits(cfg.maxConnections, cfg.maxConnectionsPerIp);
     this.tlsContext = cfg.tlsCert && cfg.tlsKey ? loadTls(cfg.tlsCert, cfg.tlsKey) : null;
+    this.resolver = createResolver({ servers: cfg.dnsServers, self: [cfg.hostname] });
   }
 
   /** Some connection stopped reading because the queue's write backlog is high: wake it when the queue drains. */
@@ -72,7 +76,7 @@ export class PetrelServer {
     log.info('queue-open', { dir: join(cfg.dataDir, 'queue'), messages: queue.list().length, recovery: report });
     const server = new PetrelServer(cfg, queue, log);
     try {
-      const delivery = opts.delivery === false ? null : Delivery.start({ cfg, queue, log });
+      const delivery = opts.delivery === false ? null : Delivery.start({ cfg, queue, log, resolver: server.resolver });
       server.delivery = delivery;
       server.onFlush = () => delivery?.wake();
       server.control = await ControlServer.start({ dataDir: cfg.dataDir, queue, log, onFlush: () => server.onFlush() });
@@ -164,7 +168,14 @@ export class PetrelServer {
     const c = this.cfg;
     return {
       session: { hostname: c.hostname, maxMessageSize: c.maxMessageSize, maxRecipients: c.maxRecipients, maxErrors: c.maxErrors, tlsAvailable: this.tlsContext !== null },
-      decisions: { hostname: c.hostname, queue: this.queue, log: this.log, localDomains: c.localDomains, relayDomains: c.relayDomains },
+      decisions: {
+        hostname: c.hostname,
+        queue: this.queue,
+        log: this.log,
+        localDomains: c.localDomains,
+        relayDomains: c.relayDomains,
+        nullMxCheck: c.rejectNullMxSender ? this.resolver : null,
+      },
       log: this.log,
       idleTimeoutMs: c.idleTimeout * 1000,
       tlsContext: this.tlsContext,
