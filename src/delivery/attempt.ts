@@ -32,6 +32,7 @@ export interface DeliveryQueue {
   onAvailable(cb: (id: string) => void): void;
   readBody(id: string): AsyncIterable<Buffer>;
   get(id: string): QueuedMessage | undefined;
+  list(): QueuedMessage[];
 }
 
 /** A queued message; `params` (SIZE/BODY/SMTPUTF8 from MAIL FROM) when the queue reports them. */

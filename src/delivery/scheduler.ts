@@ -30,6 +30,7 @@ import { createResolver, type MxResolver } from '../dns/resolver';
 import type { Logger } from '../observe/log';
 import type { RetryPolicy } from '../queue/schedule';
 import { attempt, type DeliverableMessage, type DeliveryQueue } from './attempt';
+import { isFinished } from './outcome';
 import { ConnectionPool } from './pool';
 import { isLocal } from './router';
 
@@ -87,8 +88,20 @@ export class Delivery {
   static start(opts: DeliveryOptions): Delivery {
     const d = new Delivery(opts);
     opts.queue.onAvailable(() => d.wake());
+    d.settleStranded();
     d.wake();
     return d;
+  }
+
+  /**
+   * A crash between a message's last outcome record and its DONE leaves every recipient final but the message
+   * still queued, and never due again: finish those now (with the DSN they owe), or they would stay forever and
+   * their bounce would be lost. An attempt with no recipients to deliver does exactly that.
+   */
+  private settleStranded(): void {
+    for (const m of this.opts.queue.list()) {
+      if (m.recipients.length > 0 && isFinished(m.recipients.map((r) => r.state))) this.begin(m, []);
+    }
   }
 
   /** Look at the queue again soon (coalesced). */

@@ -56,6 +56,9 @@ class FakeQueue implements DeliveryQueue {
   get(id: string): QueuedMessage | undefined {
     return this.msgs.get(id);
   }
+  list(): QueuedMessage[] {
+    return [...this.msgs.values()];
+  }
 }
 
 let peer: Peer;
@@ -89,6 +92,24 @@ function start(q: FakeQueue, over: Partial<Config> = {}, slowBody = false): Deli
 }
 
 describe('scheduler', () => {
+  it('on start, finishes a message left with every recipient final (crash before its DONE), bounce included', async () => {
+    const q = new FakeQueue();
+    q.add('S1', ['x@fake.test', 'y@fake.test']);
+    const [x, y] = q.msgs.get('S1')!.recipients;
+    Object.assign(x!, { state: 'delivered', attempts: 1, lastReply: '250 ok' });
+    Object.assign(y!, { state: 'failed', attempts: 1, lastReply: '550 5.1.1 no such user' });
+    let bounced: { envelope: Envelope; body: Buffer } | undefined;
+    const finish = q.finish.bind(q);
+    q.finish = async (id, bounce) => ((bounced = bounce), finish(id, bounce));
+    const d = start(q);
+    await waitFor('finished', () => q.finished.includes('S1'));
+    expect(q.records).toHaveLength(0); // nothing delivered again
+    expect(bounced?.envelope.sender).toBe('');
+    expect(bounced?.envelope.recipients).toEqual(['s@petrel.local']);
+    expect(bounced?.body.toString()).toContain('550 5.1.1 no such user');
+    await d.stop();
+  });
+
   it('never runs two attempts of the same message, however often it is woken', async () => {
     const q = new FakeQueue();
     const d = start(q, {}, true);
