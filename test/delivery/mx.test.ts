@@ -232,6 +232,21 @@ interface ParsedDsn {
   original: string;
 }
 
+describe('relay_host without brackets: the smart host is found through its MX records', () => {
+  it('relay_host = pref.test:PORT delivers everything to pref.test\u2019s preferred MX, whatever the recipient domain', async () => {
+    const resolver = createResolver({ servers: [zone.server], timeoutMs: 500, tries: 1, cache: null });
+    const viaMx = await startEngine({ resolver, config: { outboundPort: port, relayHost: { host: 'pref.test', port, mx: true } }, maxReplyTimeoutMs: 500 });
+    try {
+      const id = await viaMx.queue.submit(envelope('sender@petrel.local', ['zoe@elsewhere.example']), message('smart-host-by-mx'));
+      await waitFor('finished', () => viaMx.queue.get(id) === undefined);
+      expect(viaMx.events('delivery', id).find((e) => e.status === 'sent')).toMatchObject({ relay: 'mx1.pref.test', ip: '127.0.0.2' });
+      expect(sinkPref.messages().filter((m) => m.text.includes('Subject: smart-host-by-mx'))).toHaveLength(1);
+    } finally {
+      await viaMx.stop();
+    }
+  });
+});
+
 /** Python's email package, a MIME parser nobody here wrote, reads the DSN. */
 function parseWithPython(dsn: Buffer): ParsedDsn {
   const script = `
