@@ -6,8 +6,10 @@
 import { ConfigError, loadConfig, type Config } from '../config';
 import { flushLog } from '../observe/log';
 import { checkConfigCommand } from './check-config';
+import { messageCommand } from './message-cmd';
 import { queueCommand } from './queue-cmd';
 import { resolveCommand } from './resolve-cmd';
+import { sendmailCommand } from './sendmail-cmd';
 import { serveCommand } from './serve';
 
 const VERSION = '0.1.0';
@@ -22,6 +24,9 @@ commands:
   queue hold|release|delete ID  operator actions, applied by the running server (or directly if none runs)
   queue flush [ID]              retry deferred recipients now
   resolve DOMAIN [--json]       the delivery route: MX hosts in order, their addresses
+  sendmail [-t] [-i] [-f FROM] [-F NAME] [-v] [RCPT...]
+                                sendmail-compatible submission of a message read from stdin
+  message parse [FILE] [--json] RFC 5322 parse of a message (headers, addresses, date), for debugging
   version                       print the version
 
 The configuration file comes from --config FILE or PETREL_CONFIG; without either,
@@ -95,8 +100,12 @@ export async function main(argv: string[]): Promise<number> {
     case '-h':
       out(USAGE);
       return command === undefined ? 64 : 0;
-    case 'sendmail':
     case 'message':
+      return messageCommand(args, out, err);
+    case 'sendmail': {
+      const cfg = configOrExit(config);
+      return typeof cfg === 'number' ? cfg : sendmailCommand(args, cfg, process.stdin, out, err);
+    }
     case 'user':
       err(`petrel ${command}: not implemented yet in this version`);
       return 69;

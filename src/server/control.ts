@@ -9,6 +9,12 @@
  *   {"op":"hold","id":"…"}  → {"ok":true} | {"ok":false,"error":"no such message"}
  *   {"op":"flush"}          → {"ok":true,"flushed":N}   (every message with a deferred recipient)
  *   {"op":"list"}           → {"ok":true,"messages":[…]} (the `queue list --json` shape)
+ *   {"op":"submit","sender":"a@b","recipients":["c@d"],"body":"<base64>"}
+ *                           → {"ok":true,"id":"…"} once the message is durable in the queue
+ *     (`petrel sendmail`). The body is the message with CRLF line ends, at
+ *     most max_message_size bytes; a submit line may be that long (in base64)
+ *     only if it starts with exactly `{"op":"submit"`, so every other request
+ *     keeps the MAX_REQUEST_LINE bound.
  * Requests on one connection are answered in order, one at a time.
  *
  * Access control is the file system: a Unix domain socket of mode 0600 in
@@ -20,9 +26,11 @@ import { chmod, lstat, unlink } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from '../observe/log';
-import type { QueuedMessage } from '../queue/queue';
+import type { Envelope, QueuedMessage } from '../queue/queue';
 import { isValidId } from '../queue/records';
 import { assertNever } from '../smtp/assert-never';
+import { LIMITS } from '../smtp/limits';
+import { parsePath } from '../smtp/path';
 
 /** A request line longer than this is refused (the longest legitimate one is ~300 bytes). */
 export const MAX_REQUEST_LINE = 4096;
@@ -42,15 +50,32 @@ export interface ControlQueue {
   /** Durable once resolved; false: no such message. */
   operate(id: string, op: ControlOp): Promise<boolean>;
   list(): QueuedMessage[];
+  /** Enqueues a locally made message; resolves with its id once durable. */
+  submit?(envelope: Envelope, body: Buffer): Promise<string>;
 }
 
 /** A request that changes the queue (and that the CLI sends). */
 export type OpRequest = { op: 'flush'; id?: string } | { op: 'hold' | 'release' | 'delete'; id: string };
-export type ControlRequest = { op: 'list' } | OpRequest;
+/** `petrel sendmail`: key order matters on the wire (op first, see above); body is base64. */
+export interface SubmitRequest {
+  op: 'submit';
+  sender: string;
+  recipients: string[];
+  body: string;
+}
+export type ControlRequest = { op: 'list' } | OpRequest | SubmitRequest;
 
 export type ControlResponse =
-  | { ok: true; flushed?: number; messages?: MessageJson[] }
+  | { ok: true; flushed?: number; messages?: MessageJson[]; id?: string }
   | { ok: false; error: string };
+
+/** How a submit line starts; only such a line may exceed MAX_REQUEST_LINE. */
+export const SUBMIT_PREFIX = '{"op":"submit"';
+/** Recipients one submission may carry (Postfix's sendmail has no limit; this only stops a runaway). */
+export const MAX_SUBMIT_RECIPIENTS = 1000;
+/** Errors about the submitted message itself, not about the server: sendmail exits EX_DATAERR / EX_NOUSER. */
+export const BAD_MESSAGE = 'bad message';
+export const BAD_RECIPIENT = 'bad recipient';
 
 export const NO_SUCH_MESSAGE = 'no such message';
 
@@ -60,9 +85,16 @@ export interface ControlOptions {
   log: Logger;
   /** Called after every successful flush, to wake the delivery scheduler. */
   onFlush?: () => void;
+  /** Largest message a submit may carry (config max_message_size; default LIMITS.maxMessageSize). */
+  maxMessageSize?: number;
   /** Overrides of the bounds above (tests). */
   maxConnections?: number;
   idleMs?: number;
+}
+
+/** The longest submit line for a message bound: the base64 body plus room for the envelope. */
+export function maxSubmitLine(maxMessageSize: number): number {
+  return Math.ceil(maxMessageSize / 3) * 4 + 64 * 1024 + MAX_SUBMIT_RECIPIENTS * 300;
 }
 
 export function controlSocketPath(dataDir: string): string {
@@ -127,7 +159,8 @@ export class ControlServer {
     }
     this.served++;
     socket.once('close', () => this.served--);
-    new LineReader(socket, (text) => this.track(this.answer(socket, text)));
+    const maxSize = this.opts.maxMessageSize ?? LIMITS.maxMessageSize;
+    new LineReader(socket, maxSubmitLine(maxSize), (text) => this.track(this.answer(socket, text)));
   }
 
   private track(p: Promise<void>): Promise<void> {
@@ -137,7 +170,7 @@ export class ControlServer {
 
   private async answer(socket: Socket, text: string): Promise<void> {
     // once stopping, the queue may be closing under us
-    const parsed = this.stopping ? 'server is stopping' : parseRequest(text);
+    const parsed = this.stopping ? 'server is stopping' : parseRequest(text, this.opts.maxMessageSize);
     const res = typeof parsed === 'string' ? { ok: false as const, error: parsed } : await this.perform(parsed);
     if (socket.writable) socket.write(line(res));
   }
@@ -146,7 +179,8 @@ export class ControlServer {
     const { queue, log, onFlush } = this.opts;
     try {
       const res = await performRequest(queue, req);
-      if (res.ok && req.op !== 'list') log.info('control', { op: req.op, id: req.id, flushed: res.flushed }); // undefined fields are left out
+      if (res.ok && req.op === 'submit') log.info('queued', { id: res.id, from: req.sender, to: req.recipients, client: 'sendmail' });
+      else if (res.ok && req.op !== 'list' && req.op !== 'submit') log.info('control', { op: req.op, id: req.id, flushed: res.flushed }); // undefined fields are left out
       if (res.ok && req.op === 'flush') onFlush?.();
       return res;
     } catch (err) {
@@ -160,19 +194,25 @@ export class ControlServer {
 /**
  * Newline framing with the length bound, one request at a time: the socket
  * is paused while a request runs, so a client that pipelines requests
- * waits in its own socket buffer instead of in our memory.
+ * waits in its own socket buffer instead of in our memory. Chunks are kept
+ * in a list and joined once per line, so a long submit line costs linear time.
  */
 class LineReader {
-  private buf: Buffer = Buffer.alloc(0);
+  private chunks: Buffer[] = [];
+  private size = 0;
+  private hasNewline = false;
   private busy = false;
   private ended = false;
 
   constructor(
     private readonly socket: Socket,
+    private readonly maxSubmit: number,
     private readonly handle: (line: string) => Promise<void>,
   ) {
     socket.on('data', (chunk: Buffer) => {
-      this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+      this.chunks.push(chunk);
+      this.size += chunk.length;
+      this.hasNewline ||= chunk.includes(0x0a);
       void this.drain();
     });
     socket.on('end', () => {
@@ -196,19 +236,39 @@ class LineReader {
     if (this.ended && this.socket.writable) this.socket.end(); // a partial last line without "\n" is dropped
   }
 
+  /** The bound for the line being read: a submit line may carry a whole message. */
+  private limit(): number {
+    const first = this.chunks[0];
+    const head = first && first.length >= SUBMIT_PREFIX.length ? first : Buffer.concat(this.chunks.slice(0, 16));
+    return head.subarray(0, SUBMIT_PREFIX.length).toString('latin1') === SUBMIT_PREFIX ? Math.max(this.maxSubmit, MAX_REQUEST_LINE) : MAX_REQUEST_LINE;
+  }
+
   /** The next complete line, or null; an over-long one is answered once and the connection closed. */
   private next(): string | null {
-    const nl = this.buf.indexOf(0x0a);
-    if (nl < 0 ? this.buf.length > MAX_REQUEST_LINE : nl > MAX_REQUEST_LINE) {
-      // no request boundary we could trust follows: answer once and hang up
-      this.buf = Buffer.alloc(0);
-      this.socket.end(line({ ok: false, error: `request line longer than ${MAX_REQUEST_LINE} bytes` }));
+    const limit = this.limit();
+    if (!this.hasNewline) {
+      if (this.size > limit) this.refuse(limit);
       return null;
     }
-    if (nl < 0) return null;
-    const text = this.buf.subarray(0, nl).toString('utf8');
-    this.buf = this.buf.subarray(nl + 1);
-    return text;
+    const all = this.chunks.length === 1 ? (this.chunks[0] as Buffer) : Buffer.concat(this.chunks);
+    const nl = all.indexOf(0x0a);
+    if (nl > limit) {
+      this.refuse(limit);
+      return null;
+    }
+    const rest = all.subarray(nl + 1);
+    this.chunks = rest.length > 0 ? [rest] : [];
+    this.size = rest.length;
+    this.hasNewline = rest.includes(0x0a);
+    return all.subarray(0, nl).toString('utf8');
+  }
+
+  /** No request boundary we could trust follows: answer once and hang up. */
+  private refuse(limit: number): void {
+    this.chunks = [];
+    this.size = 0;
+    this.hasNewline = false;
+    this.socket.end(line({ ok: false, error: `request line longer than ${limit} bytes` }));
   }
 }
 
@@ -233,9 +293,54 @@ export async function performRequest(queue: ControlQueue, req: ControlRequest): 
     case 'release':
     case 'delete':
       return (await queue.operate(req.id, req.op)) ? { ok: true } : notFound();
+    case 'submit': {
+      if (!queue.submit) return { ok: false, error: 'this queue takes no submissions' };
+      const body = Buffer.from(req.body, 'base64');
+      return { ok: true, id: await queue.submit(submitEnvelope(req, body), body) };
+    }
     default:
       return assertNever(req);
   }
+}
+
+/**
+ * The envelope of a locally submitted message, as a bounce's is made
+ * (client 127.0.0.1): BODY=8BITMIME when the body has 8-bit bytes (RFC 6152),
+ * SMTPUTF8 when an address is not ASCII (RFC 6531), so that delivery offers
+ * the next hop what it needs.
+ */
+export function submitEnvelope(req: SubmitRequest, body: Buffer, now: number = Date.now()): Envelope {
+  const utf8 = [req.sender, ...req.recipients].some((a) => /[^\x00-\x7f]/.test(a));
+  const eightBit = /[^\x00-\x7f]/.test(body.toString('latin1'));
+  return {
+    sender: req.sender,
+    recipients: [...req.recipients],
+    params: eightBit ? { body: '8BITMIME', smtputf8: utf8 } : { smtputf8: utf8 },
+    clientIp: '127.0.0.1',
+    helo: 'localhost',
+    receivedAt: now,
+  };
+}
+
+/** A submit request's envelope and body, checked (by the server, and by sendmail before it opens the queue itself); the error text otherwise. */
+export function parseSubmit(v: { sender?: unknown; recipients?: unknown; body?: unknown }, maxMessageSize: number): SubmitRequest | string {
+  const { sender, recipients, body } = v;
+  if (typeof sender !== 'string' || (sender !== '' && !isMailbox(sender))) return `${BAD_MESSAGE}: "sender" is not an address`;
+  if (!Array.isArray(recipients) || recipients.length === 0) return `${BAD_RECIPIENT}: no recipients`;
+  if (recipients.length > MAX_SUBMIT_RECIPIENTS) return `${BAD_RECIPIENT}: more than ${MAX_SUBMIT_RECIPIENTS} recipients`;
+  const bad = recipients.find((r) => typeof r !== 'string' || !isMailbox(r));
+  if (bad !== undefined) return `${BAD_RECIPIENT}: ${JSON.stringify(bad).slice(0, 300)}`;
+  if (typeof body !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(body) || body.length % 4 !== 0) return `${BAD_MESSAGE}: "body" is not base64`;
+  const size = (body.length / 4) * 3 - (body.endsWith('==') ? 2 : body.endsWith('=') ? 1 : 0);
+  if (size > maxMessageSize) return `${BAD_MESSAGE}: larger than max_message_size (${maxMessageSize} bytes)`;
+  // stored messages are CRLF-only: delivery and the DSN code rely on it
+  if (/\r(?!\n)|(?<!\r)\n/.test(Buffer.from(body, 'base64').toString('latin1'))) return `${BAD_MESSAGE}: line ends must be CRLF`;
+  return { op: 'submit', sender, recipients: recipients as string[], body };
+}
+
+/** An RFC 5321 Mailbox (UTF-8 allowed: SMTPUTF8 is then asked of the next hop). */
+function isMailbox(address: string): boolean {
+  return parsePath(`<${address}>`, { smtputf8: true, allowNull: false, allowBarePostmaster: false }).ok;
 }
 
 function notFound(): ControlResponse {
@@ -243,7 +348,7 @@ function notFound(): ControlResponse {
 }
 
 /** A request object, or the error text for the client. Never throws. */
-export function parseRequest(text: string): ControlRequest | string {
+export function parseRequest(text: string, maxMessageSize: number = LIMITS.maxMessageSize): ControlRequest | string {
   let v: unknown;
   try {
     v = JSON.parse(text);
@@ -262,6 +367,8 @@ export function parseRequest(text: string): ControlRequest | string {
     case 'release':
     case 'delete':
       return id === undefined ? `malformed request: "${op}" needs an "id"` : { op, id };
+    case 'submit':
+      return parseSubmit(v as Record<string, unknown>, maxMessageSize);
     default:
       return `unknown op: ${JSON.stringify(op ?? null).slice(0, 40)}`;
   }
