@@ -61,6 +61,14 @@ const rows: Row[] = [
   ['log_level', 'debug', 'logLevel', 'debug', 'verbose', 'one of debug, info, warn, error, found "verbose"'],
   ['queue_fsync', 'no', 'queueFsync', false, 'maybe', 'yes or no'],
   ['reject_null_mx_sender', 'yes', 'rejectNullMxSender', true, 'sometimes', 'yes or no'],
+  ['queue_only', 'yes', 'queueOnly', true, 'perhaps', 'yes or no'],
+  ['maildir_root', 'mailboxes', 'maildirRoot', '/cfg/mailboxes', '', 'expected a path'],
+  ['recipient_delimiter', '+-', 'recipientDelimiter', '+-', 'x', 'characters such as + or +-'],
+  ['local_transport', 'lmtp:127.0.0.1:24', 'localTransport', { kind: 'lmtp', host: '127.0.0.1', port: 24 }, 'lmtp:nowhere', 'maildir, lmtp:host:port or lmtp:unix:/path'],
+  ['auth_max_failures', '0', 'authMaxFailures', 0, '-1', 'expected a whole number'],
+  ['auth_failure_window', '1h', 'authFailureWindow', 3600, '0', 'expected a duration'],
+  ['max_connection_rate', '100/1m', 'maxConnectionRate', { count: 100, per: 60 }, '100', 'expected a rate such as 100/1m'],
+  ['max_messages_per_user', '0', 'maxMessagesPerUser', { count: 0, per: 60 }, '5/x', 'expected a rate'],
 ];
 
 describe('every key', () => {

@@ -23,6 +23,18 @@
  *   X: close                   the server closes the connection, with no reply beyond those
  *                              expected above
  *
+ * Options (all optional): trusted, tls, hostname, max_message_size, max_recipients,
+ * max_errors, local_domains, relay_domains (see DialogOptions), and for SMTP AUTH:
+ *
+ *   ! listener = smtps                   which listener the client talks to: smtp (default),
+ *                                        submission (plain until STARTTLS, AUTH required) or
+ *                                        smtps (TLS from the first byte, AUTH required); a
+ *                                        dialogue cannot run a TLS handshake itself, so AUTH
+ *                                        success is only reachable on smtps
+ *   ! users = alice@localhost:secret, bob@localhost:pw:sales@localhost;help@localhost
+ *                                        the users file: name:password[:senders, ";"-separated]
+ *   ! auth_max_failures = 2              failed AUTHs from the client's address before 421
+ *
  * Consecutive C: and R: lines are sent in ONE write (a PIPELINING group, RFC 2920);
  * any other line ends the group. Inline "# comment" is allowed on !, S:, E: and X:
  * lines only (C:, R: and Q: are data). Every dialogue ends with "X: close", so a
@@ -42,8 +54,26 @@ export interface DialogOptions {
   /** Default: localhost. */
   readonly localDomains: readonly string[];
   readonly relayDomains: readonly string[];
-  /** A certificate is configured, so STARTTLS is offered. Default no. */
+  /** A certificate is configured, so STARTTLS is offered. Default no (but see `listener`). */
   readonly tls: boolean;
+  /** The listener the client connects to; submission and smtps imply a certificate. Default smtp. */
+  readonly listener: DialogListener;
+  /** AUTH users with their passwords in clear (the runners hash them). Default none. */
+  readonly users: readonly DialogUser[];
+  readonly authMaxFailures?: number;
+}
+
+export type DialogListener = 'smtp' | 'submission' | 'smtps';
+
+export interface DialogUser {
+  readonly name: string;
+  readonly password: string;
+  readonly senders: readonly string[];
+}
+
+/** Whether the server under test has a certificate: asked for, or needed by the listener. */
+export function hasCertificate(o: DialogOptions): boolean {
+  return o.tls || o.listener !== 'smtp';
 }
 
 /** What an "S:" group expects of one reply. */
@@ -75,6 +105,8 @@ export const DEFAULT_OPTIONS: DialogOptions = {
   localDomains: ['localhost'],
   relayDomains: [],
   tls: false,
+  listener: 'smtp',
+  users: [],
 };
 
 export class DialogSyntaxError extends Error {
@@ -156,10 +188,24 @@ function option(st: ParseState, text: string, n: number): void {
     max_errors: () => ({ ...o, maxErrors: int() }),
     local_domains: () => ({ ...o, localDomains: list() }),
     relay_domains: () => ({ ...o, relayDomains: list() }),
+    listener: () => ({ ...o, listener: listenerOption(st, value, n) }),
+    users: () => ({ ...o, users: list().map((u) => userOption(st, u, n)) }),
+    auth_max_failures: () => ({ ...o, authMaxFailures: int() }),
   };
   const apply = set[key];
   if (!apply) fail(st, n, `unknown option ${key} (known: ${Object.keys(set).join(', ')})`);
   st.options = apply();
+}
+
+function listenerOption(st: ParseState, value: string, n: number): DialogListener {
+  if (value === 'smtp' || value === 'submission' || value === 'smtps') return value;
+  return fail(st, n, 'listener is smtp, submission or smtps');
+}
+
+function userOption(st: ParseState, text: string, n: number): DialogUser {
+  const [name = '', password = '', senders = '', ...rest] = text.split(':');
+  if (!name.includes('@') || password === '' || rest.length > 0) fail(st, n, 'a user is name@domain:password[:sender;sender]');
+  return { name, password, senders: senders === '' ? [] : senders.split(';') };
 }
 
 function expectLine(st: ParseState, text: string, n: number): void {

@@ -4,17 +4,20 @@
  * chunking must give the same replies, STYLE.md §3 rule 10), with the
  * session's questions answered by the real decide() (src/server/decisions.ts)
  * over a MemoryQueue. This mirrors src/server/connection.ts minus the socket,
- * timers and TLS.
+ * timers and TLS (an smtps dialogue starts as if the handshake were done).
  */
 import { defaultConfig, type Config } from '../../src/config';
 import { createLogger, type Logger } from '../../src/observe/log';
+import { MECHANISMS } from '../../src/policy/auth';
 import { inNetworks, parseCidr, type Cidr } from '../../src/policy/cidr';
-import { decide, type ClientFacts, type DecisionContext } from '../../src/server/decisions';
+import { RateWindow } from '../../src/policy/rate';
+import { hashPassword, type UserEntry } from '../../src/policy/users';
+import { decide, type AuthContext, type ClientFacts, type DecisionContext } from '../../src/server/decisions';
 import { assertNever } from '../../src/smtp/assert-never';
 import { renderReply } from '../../src/smtp/reply';
 import { ServerSession } from '../../src/smtp/server-session';
 import type { Output, Question, SessionConfig } from '../../src/smtp/session-types';
-import { playDialog, ReplyReader, type Dialog, type DialogOptions, type DialogPeer, type PlayResult, type StoredView, type WireReply } from './format';
+import { hasCertificate, playDialog, ReplyReader, type Dialog, type DialogOptions, type DialogPeer, type PlayResult, type StoredView, type WireReply } from './format';
 import { MemoryQueue } from './memory-queue';
 
 /** 'writes': each write group is one chunk; 'bytes': every byte is its own chunk. */
@@ -41,8 +44,27 @@ export function dialogConfig(o: DialogOptions, base: Config = defaultConfig('/no
     maxRecipients: o.maxRecipients ?? base.maxRecipients,
     maxErrors: o.maxErrors ?? base.maxErrors,
     localDomains: [...o.localDomains],
+    // Every local part exists: dialogues test the protocol, not the recipient directory (the memory runner has none).
+    catchAll: o.localDomains.map((domain) => ({ domain, user: 'postmaster' })),
     relayDomains: [...o.relayDomains],
     trustedNetworks: o.trusted ? LOOPBACK : [],
+    authMaxFailures: o.authMaxFailures ?? base.authMaxFailures,
+  };
+}
+
+/** The dialogue's users as users-file entries; scrypt at a tiny cost, since only the code path is under test. */
+export async function dialogUsers(o: DialogOptions): Promise<UserEntry[]> {
+  const cheap = { ln: 4, r: 8, p: 1 };
+  return Promise.all(o.users.map(async (u) => ({ name: u.name.toLowerCase(), hash: await hashPassword(u.password, cheap), senders: u.senders })));
+}
+
+async function memoryAuth(o: DialogOptions, cfg: Config): Promise<AuthContext> {
+  const users = new Map((await dialogUsers(o)).map((u) => [u.name, u]));
+  return {
+    users: { lookup: async (name) => users.get(name.toLowerCase()) ?? null },
+    failures: new RateWindow({ limit: cfg.authMaxFailures, windowMs: cfg.authFailureWindow * 1000 }),
+    messages: new RateWindow({ limit: cfg.maxMessagesPerUser.count, windowMs: cfg.maxMessagesPerUser.per * 1000 }),
+    now: Date.now,
   };
 }
 
@@ -51,15 +73,20 @@ export async function runMemory(dialog: Dialog, chunking: Chunking): Promise<Mem
   const logs: string[] = [];
   const log = createLogger({ write: (line) => logs.push(line) });
   const queue = new MemoryQueue();
-  const ctx: DecisionContext & { queue: MemoryQueue } = { hostname: cfg.hostname, queue, log, localDomains: cfg.localDomains, relayDomains: cfg.relayDomains, nullMxCheck: null };
+  const o = dialog.options;
+  // As in src/server/server.ts: AUTH exists only where a certificate does.
+  const auth = hasCertificate(o) ? await memoryAuth(o, cfg) : undefined;
+  const ctx: DecisionContext & { queue: MemoryQueue } = { hostname: cfg.hostname, queue, log, localDomains: cfg.localDomains, relayDomains: cfg.relayDomains, nullMxCheck: null, auth };
   const session: SessionConfig = {
     hostname: cfg.hostname,
     maxMessageSize: cfg.maxMessageSize,
     maxRecipients: cfg.maxRecipients,
     maxErrors: cfg.maxErrors,
-    tlsAvailable: dialog.options.tls,
+    tlsAvailable: hasCertificate(o),
+    authMechanisms: auth ? MECHANISMS : [],
   };
-  const peer = new MemoryPeer(new ServerSession(session, { clientIp: CLIENT_IP, tls: false }), ctx, inNetworks(CLIENT_IP, cfg.trustedNetworks), log, chunking);
+  const facts = { clientIp: CLIENT_IP, tls: o.listener === 'smtps', authRequired: o.listener !== 'smtp' };
+  const peer = new MemoryPeer(new ServerSession(session, facts), ctx, inNetworks(CLIENT_IP, cfg.trustedNetworks), log, chunking);
   await peer.start();
   const result = await playDialog(dialog, peer);
   // Every transaction that got body bytes must end committed or discarded: nothing leaks in the queue.
@@ -70,7 +97,6 @@ export async function runMemory(dialog: Dialog, chunking: Chunking): Promise<Mem
 /** connection.ts without the socket: outputs in, replies through the wire grammar, questions to decide(). */
 class MemoryPeer implements DialogPeer, ClientFacts {
   readonly clientIp = CLIENT_IP;
-  readonly authenticated = false;
   traceBytes = 0;
   private readonly reader = new ReplyReader();
   private readonly replies: WireReply[] = [];
@@ -82,6 +108,14 @@ class MemoryPeer implements DialogPeer, ClientFacts {
     readonly log: Logger,
     private readonly chunking: Chunking,
   ) {}
+
+  get authUser(): string | null {
+    return this.session.authUser;
+  }
+
+  get authenticated(): boolean {
+    return this.session.authUser !== null;
+  }
 
   tlsInfo(): undefined {
     return undefined;

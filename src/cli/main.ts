@@ -11,6 +11,7 @@ import { queueCommand } from './queue-cmd';
 import { resolveCommand } from './resolve-cmd';
 import { sendmailCommand } from './sendmail-cmd';
 import { serveCommand } from './serve';
+import { USER_USAGE, userCommand } from './user-cmd';
 
 const VERSION = '0.1.0';
 
@@ -27,6 +28,7 @@ commands:
   sendmail [-t] [-i] [-f FROM] [-F NAME] [-v] [RCPT...]
                                 sendmail-compatible submission of a message read from stdin
   message parse [FILE] [--json] RFC 5322 parse of a message (headers, addresses, date), for debugging
+${USER_USAGE.join('\n')}
   version                       print the version
 
 The configuration file comes from --config FILE or PETREL_CONFIG; without either,
@@ -106,9 +108,10 @@ export async function main(argv: string[]): Promise<number> {
       const cfg = configOrExit(config);
       return typeof cfg === 'number' ? cfg : sendmailCommand(args, cfg, process.stdin, out, err);
     }
-    case 'user':
-      err(`petrel ${command}: not implemented yet in this version`);
-      return 69;
+    case 'user': {
+      const cfg = configOrExit(config);
+      return typeof cfg === 'number' ? cfg : userCommand(args, cfg, process.stdin, out, err);
+    }
     default:
       err(`petrel: unknown command "${command}"\n${USAGE}`);
       return 64;

@@ -8,10 +8,6 @@ import { createLogger, flushLog } from '../observe/log';
 import { PetrelServer } from '../server/server';
 
 export async function serveCommand(cfg: Config, err: (s: string) => void): Promise<number> {
-  if (cfg.listenSubmission.length > 0) {
-    err(`${cfg.source ?? 'petrel.conf'}: listen_submission needs SMTP AUTH, which this version does not implement yet`);
-    return 78;
-  }
   const log = createLogger({ level: cfg.logLevel });
   let server: PetrelServer;
   try {

@@ -18,7 +18,7 @@ function cidrs(...s: string[]): Cidr[] {
   });
 }
 
-/** Defaults with relative paths resolved against baseDir; usersFile follows dataDir. */
+/** Defaults with relative paths resolved against baseDir; usersFile and maildirRoot follow dataDir. */
 export function defaultValues(baseDir: string): Omit<Config, 'source'> {
   const dataDir = resolve(baseDir, 'var');
   return {
@@ -50,16 +50,27 @@ export function defaultValues(baseDir: string): Omit<Config, 'source'> {
     // RFC 5321 §4.5.3.2.7: the server timeout SHOULD be at least 5 minutes.
     idleTimeout: 300,
     usersFile: resolve(dataDir, 'users'),
+    // Password guessing: 10 wrong passwords per address per 15 minutes, then 421 4.7.0.
+    authMaxFailures: 10,
+    authFailureWindow: 15 * 60,
+    // Generous: a connection flood from one address, not a busy MX, should hit it; trusted_networks are exempt.
+    maxConnectionRate: { count: 300, per: 60 },
+    // A stolen password sends at most this much before someone notices.
+    maxMessagesPerUser: { count: 500, per: 3600 },
     retrySchedule: [60, 300, 900, 1800, 3600],
     // RFC 5321 §4.5.4.1: give up after at least 4–5 days.
     maxQueueLifetime: 5 * 86400,
     aliasesFile: null,
     catchAll: [],
+    maildirRoot: resolve(dataDir, 'mail'),
+    recipientDelimiter: '+',
+    localTransport: { kind: 'maildir' },
     dkimSign: [],
     logLevel: 'info',
     queueFsync: true,
     // Off by default: it costs a DNS lookup per MAIL FROM, and RFC 7505 makes it a MAY.
     rejectNullMxSender: false,
+    queueOnly: false,
   };
 }
 

@@ -62,6 +62,7 @@ export function parseConfig(text: string, file: string): Config {
   }
   const config = { ...values, source: resolve(file) } as Config;
   if (!lines.has('usersFile')) config.usersFile = resolve(config.dataDir, 'users');
+  if (!lines.has('maildirRoot')) config.maildirRoot = resolve(config.dataDir, 'mail');
   validate(config, lines, file);
   return config;
 }

@@ -7,9 +7,9 @@
 import type { LogLevel } from '../observe/log';
 import type { Cidr } from '../policy/cidr';
 import * as v from './values';
-import type { CatchAll, DkimSign, Endpoint, OutboundTls, Parsed, RelayHost } from './values';
+import type { CatchAll, DkimSign, Endpoint, LocalTransportSetting, OutboundTls, Parsed, RateSetting, RelayHost } from './values';
 
-export type { CatchAll, DkimSign, Endpoint, OutboundTls, RelayHost, Cidr };
+export type { CatchAll, DkimSign, Endpoint, LocalTransportSetting, OutboundTls, RateSetting, RelayHost, Cidr };
 
 export interface Config {
   /** Name in the greeting, EHLO and Received. */
@@ -51,18 +51,34 @@ export interface Config {
   /** Seconds. */
   idleTimeout: number;
   usersFile: string;
+  /** Failed AUTH attempts from one address within authFailureWindow before 421 4.7.0 (0: no limit). */
+  authMaxFailures: number;
+  /** Seconds. */
+  authFailureWindow: number;
+  /** New connections per client address (trusted_networks exempt); over it 421 4.7.0. */
+  maxConnectionRate: RateSetting;
+  /** MAIL transactions per authenticated user; over it 450 4.7.1. */
+  maxMessagesPerUser: RateSetting;
   /** Seconds between attempts; the last entry repeats. */
   retrySchedule: number[];
   /** Seconds. */
   maxQueueLifetime: number;
   aliasesFile: string | null;
   catchAll: CatchAll[];
+  /** Root of the local Maildirs: <maildirRoot>/<domain>/<user>/Maildir. */
+  maildirRoot: string;
+  /** Characters separating user from tag in user+tag@domain; '' = no plus-addressing. */
+  recipientDelimiter: string;
+  /** How local mailboxes are written: Maildir here, or handed to an LMTP server (RFC 2033). */
+  localTransport: LocalTransportSetting;
   dkimSign: DkimSign[];
   logLevel: LogLevel;
   /** false only for benchmark analysis: acknowledged mail can be lost in a crash. */
   queueFsync: boolean;
   /** RFC 7505 §4.2: refuse MAIL FROM a domain that publishes a null MX (it can never take a bounce). */
   rejectNullMxSender: boolean;
+  /** Accept and queue, deliver nothing (like sendmail -odq): maintenance, or a server that only collects mail. */
+  queueOnly: boolean;
   /** The configuration file read, or null for the embedded defaults. */
   source: string | null;
 }
@@ -112,10 +128,17 @@ export function schema(baseDir: string): Schema {
     maxErrors: { key: 'max_errors', parse: v.positiveInt, format: num },
     idleTimeout: { key: 'idle_timeout', parse: v.duration, format: v.formatDuration },
     usersFile: { key: 'users_file', parse: v.pathIn(baseDir), format: str },
+    authMaxFailures: { key: 'auth_max_failures', parse: v.count, format: num },
+    authFailureWindow: { key: 'auth_failure_window', parse: v.duration, format: v.formatDuration },
+    maxConnectionRate: { key: 'max_connection_rate', parse: v.rate, format: v.formatRate },
+    maxMessagesPerUser: { key: 'max_messages_per_user', parse: v.rate, format: v.formatRate },
     retrySchedule: { key: 'retry_schedule', parse: v.nonEmptyListOf(v.duration), format: list(v.formatDuration) },
     maxQueueLifetime: { key: 'max_queue_lifetime', parse: v.duration, format: v.formatDuration },
     aliasesFile: { key: 'aliases_file', parse: v.optionalPathIn(baseDir), format: maybe },
     catchAll: { key: 'catch_all', parse: v.listOf(v.catchAll), format: list((c) => `${c.domain}:${c.user}`) },
+    maildirRoot: { key: 'maildir_root', parse: v.pathIn(baseDir), format: str },
+    recipientDelimiter: { key: 'recipient_delimiter', parse: v.recipientDelimiter, format: str },
+    localTransport: { key: 'local_transport', parse: v.localTransportIn(baseDir), format: v.formatLocalTransport },
     dkimSign: {
       key: 'dkim_sign',
       parse: v.listOf(v.dkimSignIn(baseDir)),
@@ -124,6 +147,7 @@ export function schema(baseDir: string): Schema {
     logLevel: { key: 'log_level', parse: v.oneOf(['debug', 'info', 'warn', 'error'] as const), format: str },
     queueFsync: { key: 'queue_fsync', parse: v.yesNo, format: (b) => (b ? 'yes' : 'no') },
     rejectNullMxSender: { key: 'reject_null_mx_sender', parse: v.yesNo, format: (b) => (b ? 'yes' : 'no') },
+    queueOnly: { key: 'queue_only', parse: v.yesNo, format: (b) => (b ? 'yes' : 'no') },
   };
 }
 

@@ -155,6 +155,31 @@ export function duration(raw: string): Parsed<number> {
   return Number.isSafeInteger(n) ? ok(n) : bad('a duration such as 30s, 5m, 1h or 5d');
 }
 
+/** A whole number, 0 allowed (0 turns the limit it sets off). */
+export function count(raw: string): Parsed<number> {
+  const n = /^(0|[1-9]\d*)$/.test(raw) ? Number(raw) : NaN;
+  return Number.isSafeInteger(n) ? ok(n) : bad('a whole number (0: no limit)');
+}
+
+/** A rate limit: events per period, such as 100/1m or 500/1h; 0 means no limit. */
+export interface RateSetting {
+  count: number;
+  /** Seconds. */
+  per: number;
+}
+
+export function rate(raw: string): Parsed<RateSetting> {
+  const expected = 'a rate such as 100/1m or 500/1h (0: no limit)';
+  if (raw === '0') return ok({ count: 0, per: 60 });
+  const m = /^([1-9]\d*)\s*\/\s*(\S+)$/.exec(raw);
+  const per = m ? duration(m[2] ?? '') : bad<number>(expected);
+  return m && per.ok && Number.isSafeInteger(Number(m[1])) ? ok({ count: Number(m[1]), per: per.value }) : bad(expected);
+}
+
+export function formatRate(r: RateSetting): string {
+  return r.count === 0 ? '0' : `${r.count}/${formatDuration(r.per)}`;
+}
+
 export function yesNo(raw: string): Parsed<boolean> {
   const v = raw.toLowerCase();
   if (v === 'yes' || v === 'true' || v === 'on') return ok(true);
@@ -190,6 +215,38 @@ export function catchAll(raw: string): Parsed<CatchAll> {
   const dom = domainName(d);
   if (!dom.ok || !USER.test(user) || rest.length > 0) return bad('domain:user such as example.com:postmaster');
   return ok({ domain: dom.value.toLowerCase(), user });
+}
+
+/** local_transport: Maildirs written by Petrel, or an LMTP server (RFC 2033) over TCP or a Unix socket. */
+export type LocalTransportSetting =
+  | { kind: 'maildir' }
+  | { kind: 'lmtp'; host: string; port: number }
+  | { kind: 'lmtp-unix'; path: string };
+
+export function localTransportIn(baseDir: string): (raw: string) => Parsed<LocalTransportSetting> {
+  const expected = 'maildir, lmtp:host:port or lmtp:unix:/path';
+  return (raw) => {
+    if (raw.toLowerCase() === 'maildir') return ok({ kind: 'maildir' });
+    if (!/^lmtp:/i.test(raw)) return bad(expected);
+    const rest = raw.slice(5);
+    if (/^unix:./i.test(rest)) return ok({ kind: 'lmtp-unix', path: resolve(baseDir, rest.slice(5)) });
+    const hp = splitHostPort(rest);
+    if (!hp || hp.port === null || !hostOrIp(hp.host, false)) return bad(expected);
+    const p = port(hp.port);
+    // RFC 2033 §5: LMTP MUST NOT be used on TCP port 25 (an SMTP server there would take it for SMTP).
+    if (p.ok && p.value === 25) return bad('an LMTP port other than 25 (RFC 2033 §5)');
+    return p.ok ? ok({ kind: 'lmtp', host: hp.host, port: p.value }) : bad(expected);
+  };
+}
+
+export function formatLocalTransport(t: LocalTransportSetting): string {
+  if (t.kind === 'maildir') return 'maildir';
+  return t.kind === 'lmtp' ? `lmtp:${formatEndpoint(t)}` : `lmtp:unix:${t.path}`;
+}
+
+/** recipient_delimiter: characters that separate a user from a tag (user+tag@); empty turns plus-addressing off. */
+export function recipientDelimiter(raw: string): Parsed<string> {
+  return /^[^\s@"<>,:A-Za-z0-9]*$/.test(raw) ? ok(raw) : bad('characters such as + or +- (no letters, digits, @ or spaces)');
 }
 
 export interface DkimSign {

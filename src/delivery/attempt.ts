@@ -6,6 +6,8 @@
  * delivery, never loses it), log each one like Postfix's status= lines, and
  * when every recipient is final, finish the message — with one DSN for all
  * failed recipients (bounce.ts) unless the sender is the null path.
+ * Recipients in local_domains go to the local transport (local.ts) in the
+ * same attempt; their outcomes are recorded the same way.
  */
 import type { Config } from '../config/schema';
 import type { Route } from '../dns/mx';
@@ -18,6 +20,7 @@ import type { OutboundMessage } from '../smtp/client-types';
 import { reply as makeReply, type Reply } from '../smtp/reply';
 import { makeBounce, type FailedRecipient } from './bounce';
 import type { ConnectSettings } from './connect';
+import type { LocalDelivery } from './local';
 import { isFinished, needsBounce, outcomeFor, routeReply, statusOf, type RcptOutcome } from './outcome';
 import type { ConnectionPool, JobResult } from './pool';
 import { route, type NextHop, type RecipientGroup } from './router';
@@ -33,6 +36,8 @@ export interface DeliveryQueue {
   readBody(id: string): AsyncIterable<Buffer>;
   get(id: string): QueuedMessage | undefined;
   list(): QueuedMessage[];
+  /** Enqueues a message made here (alias forwarding, local.ts); optional for queues that never forward. */
+  submit?(envelope: Envelope, body: Buffer): Promise<string>;
 }
 
 /** A queued message; `params` (SIZE/BODY/SMTPUTF8 from MAIL FROM) when the queue reports them. */
@@ -51,13 +56,16 @@ export interface AttemptContext {
   readonly connect: Omit<ConnectSettings, 'port' | 'client'>;
   /** Remote-MTA of recipients failed earlier in this process, for the DSN: id → index → host. */
   readonly remoteMta: Map<string, Map<number, string>>;
+  /** The local transport (local.ts); null leaves local recipients queued. */
+  readonly local?: LocalDelivery | null;
 }
 
 /** Delivers the recipients at `indices`; resolves when their outcomes are recorded (and the message finished if it can be). */
 export async function attempt(ctx: AttemptContext, msg: DeliverableMessage, indices: readonly number[]): Promise<void> {
   const addresses = msg.recipients.map((r) => r.address);
   const routing = route(addresses, indices, ctx.cfg);
-  await Promise.all(routing.groups.map((g) => deliverGroup(ctx, msg, g)));
+  const local = ctx.local && routing.local.length > 0 ? deliverLocal(ctx, ctx.local, msg, routing.local) : null;
+  await Promise.all([...routing.groups.map((g) => deliverGroup(ctx, msg, g)), local]);
   await finishIfDone(ctx, msg.id);
 }
 
@@ -73,6 +81,13 @@ async function deliverGroup(ctx: AttemptContext, msg: DeliverableMessage, g: Rec
   const result = await ctx.pool.submit(g.key, { msg: outbound(msg, g), hosts: resolved.hosts, settings: settingsFor(ctx, g.nextHop) });
   const replies = repliesOf(result, g.indices);
   if (replies) await record(ctx, msg, replies);
+}
+
+/** Local recipients: their replies come from the Maildir writes or the LMTP server, recorded like remote ones. */
+async function deliverLocal(ctx: AttemptContext, local: LocalDelivery, msg: DeliverableMessage, indices: readonly number[]): Promise<void> {
+  const results = await local.deliver(ctx.queue, msg, indices);
+  const transport = local.opts.transport.kind === 'maildir' ? 'local' : 'lmtp';
+  await record(ctx, msg, results.map((r) => ({ index: r.index, reply: r.reply, via: null, remote: false, transport })));
 }
 
 function resolveNextHop(resolver: MxResolver, h: NextHop): Promise<Route> {
@@ -108,6 +123,8 @@ interface Decided {
   readonly via: Endpoint | null;
   /** The reply came from the host in `via` (not made up locally). */
   readonly remote: boolean;
+  /** The log's relay= for a delivery without an SMTP host (local, lmtp). */
+  readonly transport?: string;
 }
 
 /** null: cancelled by shutdown, nothing to record. */
@@ -138,7 +155,7 @@ async function record(ctx: AttemptContext, msg: DeliverableMessage, decided: rea
   await ctx.queue.recordOutcomes(msg.id, outcomes);
   outcomes.forEach(({ index, outcome }, k) => {
     const d = decided[k] as Decided;
-    logAttempt(ctx, msg, index, outcome, d.via, now);
+    logAttempt(ctx, msg, index, outcome, d.via, now, d.transport);
     if (outcome.kind === 'failed' && d.remote && d.via) remember(ctx.remoteMta, msg.id, index, d.via.host);
   });
 }
@@ -149,12 +166,12 @@ function remember(map: Map<string, Map<number, string>>, id: string, index: numb
   map.set(id, m);
 }
 
-function logAttempt(ctx: AttemptContext, msg: DeliverableMessage, index: number, o: RcptOutcome, via: Endpoint | null, now: number): void {
+function logAttempt(ctx: AttemptContext, msg: DeliverableMessage, index: number, o: RcptOutcome, via: Endpoint | null, now: number, transport?: string): void {
   const r = msg.recipients[index];
   ctx.log.info('delivery', {
     id: msg.id,
     to: r?.address,
-    relay: via?.host ?? 'none',
+    relay: via?.host ?? transport ?? 'none',
     ip: via?.ip ?? null,
     port: via?.port ?? null,
     reply: o.reply,

@@ -12,10 +12,11 @@
  *   scans the queue's index.
  * - Never two attempts of the same message at once: a message in flight is
  *   skipped until its attempt has recorded its outcomes.
- * - Recipients for local domains are another transport's: a message whose
- *   only due recipients are local is skipped, and the queue's wake time
- *   (which counts them) is not allowed to make the engine spin: ticks are
- *   then at least POLL_MS apart.
+ * - Recipients for local domains go to the local transport (`local`:
+ *   Maildir or LMTP, local.ts). Without one they are left queued: a message
+ *   whose only due recipients are local is skipped, and the queue's wake
+ *   time (which counts them) is not allowed to make the engine spin: ticks
+ *   are then at least POLL_MS apart.
  * - stop(): no new attempts; running ones finish within the grace period,
  *   after which their connections are dropped (the client defers whatever
  *   was not answered, so nothing acknowledged is lost); idle connections QUIT.
@@ -31,6 +32,7 @@ import type { Logger } from '../observe/log';
 import type { RetryPolicy } from '../queue/schedule';
 import { attempt, type DeliverableMessage, type DeliveryQueue } from './attempt';
 import { isFinished } from './outcome';
+import type { LocalDelivery } from './local';
 import { ConnectionPool } from './pool';
 import { isLocal } from './router';
 
@@ -54,6 +56,8 @@ export interface DeliveryOptions {
   readonly graceMs?: number;
   readonly maxPerTick?: number;
   readonly maxInFlight?: number;
+  /** The local transport (LocalDelivery.fromConfig); absent: local recipients stay queued. */
+  readonly local?: LocalDelivery | null;
 }
 
 /** When only skipped messages (local recipients, backoff) are due, ticks are this far apart. */
@@ -169,7 +173,7 @@ export class Delivery {
     const out: number[] = [];
     msg.recipients.forEach((r, i) => {
       const due = r.state === 'queued' || (r.state === 'deferred' && (r.nextAttempt ?? 0) <= now);
-      if (due && !isLocal(r.address, this.opts.cfg.localDomains)) out.push(i);
+      if (due && (this.opts.local || !isLocal(r.address, this.opts.cfg.localDomains))) out.push(i);
     });
     return out;
   }
@@ -184,6 +188,7 @@ export class Delivery {
       now: this.now,
       random: this.random,
       remoteMta: this.remoteMta,
+      local: this.opts.local ?? null,
       connect: {
         connectTimeoutMs: cfg.connectTimeout * 1000,
         maxReplyTimeoutMs: this.opts.maxReplyTimeoutMs,

@@ -25,6 +25,8 @@ export interface ConnectionOptions {
   readonly tlsContext: SecureContext | null;
   readonly trusted: boolean;
   readonly implicitTls: boolean;
+  /** Submission or SMTPS listener: MAIL only after AUTH (RFC 6409 §4.3, RFC 8314). */
+  readonly authRequired: boolean;
   readonly onClose: () => void;
   /** Called when reading stopped because of the queue's backlog, so the server can wake us on drain. */
   readonly onQueueBackpressure: () => void;
@@ -33,7 +35,6 @@ export interface ConnectionOptions {
 export class Connection implements ClientFacts {
   readonly clientIp: string;
   readonly trusted: boolean;
-  readonly authenticated = false;
   traceBytes = 0;
   private readonly session: ServerSession;
   readonly log: Logger;
@@ -52,7 +53,7 @@ export class Connection implements ClientFacts {
     this.clientIp = normalizeIp(socket.remoteAddress ?? '');
     this.trusted = opts.trusted;
     this.log = opts.log.child({ session: sessionId });
-    this.session = new ServerSession(opts.session, { clientIp: this.clientIp, tls: opts.implicitTls });
+    this.session = new ServerSession(opts.session, { clientIp: this.clientIp, tls: opts.implicitTls, authRequired: opts.authRequired });
   }
 
   start(): void {
@@ -82,6 +83,15 @@ export class Connection implements ClientFacts {
     this.paused = hold;
     if (hold) this.socket.pause();
     else this.socket.resume();
+  }
+
+  /** The user SMTP AUTH authenticated in this session (RFC 4954), or null. */
+  get authUser(): string | null {
+    return this.session.authUser;
+  }
+
+  get authenticated(): boolean {
+    return this.session.authUser !== null;
   }
 
   get isPaused(): boolean {

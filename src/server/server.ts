@@ -1,7 +1,8 @@
 /**
  * The running MTA: opens the queue (recovery first), starts the listeners
- * (plain SMTP with optional STARTTLS, implicit TLS), admits connections
- * within the limits and stops gracefully: no new connections, sessions
+ * (plain SMTP with optional STARTTLS; submission, RFC 6409, where AUTH is
+ * required; implicit TLS, RFC 8314, also AUTH-only), admits connections
+ * within the limits (concurrency, per-address rate) and stops gracefully: no new connections, sessions
  * finish their transaction, the queue log is flushed and synced.
  */
 import { readFileSync } from 'node:fs';
@@ -9,22 +10,29 @@ import { createServer as createTcpServer, type AddressInfo, type Server as NetSe
 import { join } from 'node:path';
 import { createSecureContext, createServer as createTlsServer, type SecureContext, type TlsOptions } from 'node:tls';
 import type { Config, Endpoint } from '../config';
+import { formatRate, type RateSetting } from '../config/values';
 import type { Logger } from '../observe/log';
+import { MECHANISMS } from '../policy/auth';
 import { inNetworks } from '../policy/cidr';
+import { RateWindow, type Rate } from '../policy/rate';
+import { UserStore } from '../policy/users';
 import { Queue, type QueueFs } from '../queue/queue';
 import { reply, renderReply } from '../smtp/reply';
+import { LocalDelivery } from '../delivery/local';
 import { Delivery } from '../delivery/scheduler';
 import { createResolver, type MxResolver } from '../dns/resolver';
 import { ConnectionLimits } from './conn-limits';
 import { ControlServer } from './control';
 import { Connection, normalizeIp } from './connection';
+import type { AuthContext } from './decisions';
 
 /** How long a graceful stop waits for sessions to finish their transaction. */
 export const SHUTDOWN_GRACE_MS = 30_000;
 /** How often finished segments are deleted and long-lived messages copied forward (DESIGN.md "The queue log"). */
 export const COMPACT_EVERY_MS = 60_000;
 
-type ListenerKind = 'smtp' | 'smtps';
+/** smtp: MX port, STARTTLS offered · submission: STARTTLS then AUTH required · smtps: implicit TLS, AUTH required. */
+type ListenerKind = 'smtp' | 'submission' | 'smtps';
 
 export interface Listening {
   readonly kind: ListenerKind;
@@ -35,6 +43,13 @@ export class PetrelServer {
   private readonly servers: { kind: ListenerKind; server: NetServer }[] = [];
   private readonly connections = new Set<Connection>();
   private readonly limits: ConnectionLimits;
+  /** New connections per untrusted client address (max_connection_rate). */
+  private readonly connectionRate: RateWindow;
+  /** AUTH users and limits, shared by every session; null without TLS (AUTH is offered only over TLS). */
+  private readonly auth: AuthContext | null;
+  private readonly users: UserStore;
+  /** Maildir/LMTP delivery for local_domains; also answers "does this local recipient exist?" at RCPT time. */
+  private readonly local: LocalDelivery;
   private readonly tlsContext: SecureContext | null;
   private nextSession = 0;
   private stopping: Promise<void> | null = null;
@@ -54,6 +69,11 @@ export class PetrelServer {
   ) {
     this.limits = new ConnectionLimits(cfg.maxConnections, cfg.maxConnectionsPerIp);
     this.tlsContext = cfg.tlsCert && cfg.tlsKey ? loadTls(cfg.tlsCert, cfg.tlsKey) : null;
+    this.connectionRate = new RateWindow(windowOf(cfg.maxConnectionRate));
+    // One users file serves AUTH and local mailboxes (issue 4); it is re-read when it changes.
+    this.users = new UserStore(cfg.usersFile, (message) => log.error('users-file-error', { file: cfg.usersFile, error: message }));
+    this.local = LocalDelivery.fromConfig(cfg, { users: this.users, log });
+    this.auth = this.tlsContext ? authContext(cfg, this.users) : null;
     this.resolver = createResolver({ servers: cfg.dnsServers, self: [cfg.hostname] });
   }
 
@@ -76,12 +96,16 @@ export class PetrelServer {
     log.info('queue-open', { dir: join(cfg.dataDir, 'queue'), messages: queue.list().length, recovery: report });
     const server = new PetrelServer(cfg, queue, log);
     try {
-      const delivery = opts.delivery === false ? null : Delivery.start({ cfg, queue, log, resolver: server.resolver });
+      // queue_only: accept and queue, deliver nothing (maintenance; the queue is delivered once it is off).
+      const deliver = opts.delivery !== false && !cfg.queueOnly;
+      const delivery = deliver ? Delivery.start({ cfg, queue, log, resolver: server.resolver, local: server.local }) : null;
+      if (!deliver) log.info('delivery-off', { reason: cfg.queueOnly ? 'queue_only = yes' : 'disabled by the caller' });
       server.delivery = delivery;
       server.onFlush = () => delivery?.wake();
       server.control = await ControlServer.start({ dataDir: cfg.dataDir, queue, log, onFlush: () => server.onFlush() });
       server.compactTimer = setInterval(() => void server.compact(), COMPACT_EVERY_MS).unref();
       for (const ep of cfg.listen) await server.listen('smtp', ep);
+      for (const ep of cfg.listenSubmission) await server.listen('submission', ep);
       for (const ep of cfg.listenSmtps) await server.listen('smtps', ep);
     } catch (err) {
       await server.stop();
@@ -132,8 +156,8 @@ export class PetrelServer {
   private listen(kind: ListenerKind, ep: Endpoint): Promise<void> {
     const server =
       kind === 'smtps'
-        ? createTlsServer(this.tlsServerOptions()).on('secureConnection', (s) => this.admit(s, true))
-        : createTcpServer((s) => this.admit(s, false));
+        ? createTlsServer(this.tlsServerOptions()).on('secureConnection', (s) => this.admit(s, kind))
+        : createTcpServer((s) => this.admit(s, kind));
     server.on('tlsClientError', (err: Error) => this.log.info('tls-error', { error: { message: err.message } }));
     this.servers.push({ kind, server });
     return new Promise((resolve, reject) => {
@@ -147,16 +171,21 @@ export class PetrelServer {
     });
   }
 
-  private admit(socket: Socket, implicitTls: boolean): void {
+  private admit(socket: Socket, kind: ListenerKind): void {
     const ip = normalizeIp(socket.remoteAddress ?? '');
     socket.on('error', () => {});
     if (this.stopping) return void socket.end(renderReply(reply(421, '4.3.2', `${this.cfg.hostname} shutting down`)));
+    const trusted = inNetworks(ip, this.cfg.trustedNetworks);
+    if (!trusted && !this.connectionRate.tryRecord(ip, Date.now())) {
+      this.log.info('refused', { client: ip, reason: 'connection rate', limit: formatRate(this.cfg.maxConnectionRate) });
+      return void socket.end(renderReply(reply(421, '4.7.0', `${this.cfg.hostname} too many connections from your address, try again later`)));
+    }
     const slot = this.limits.acquire(ip);
     if (slot !== 'ok') {
       this.log.info('refused', { client: ip, reason: slot === 'total' ? 'too many connections' : 'too many connections from this address' });
       return void socket.end(renderReply(reply(421, '4.7.0', `${this.cfg.hostname} too many connections, try again later`)));
     }
-    const conn = new Connection(socket, this.connectionOptions(ip, implicitTls, () => {
+    const conn = new Connection(socket, this.connectionOptions(trusted, kind, () => {
       this.connections.delete(conn);
       this.limits.release(ip);
     }), (++this.nextSession).toString(36).padStart(6, '0'));
@@ -164,10 +193,17 @@ export class PetrelServer {
     conn.start();
   }
 
-  private connectionOptions(ip: string, implicitTls: boolean, onClose: () => void) {
+  private connectionOptions(trusted: boolean, kind: ListenerKind, onClose: () => void) {
     const c = this.cfg;
     return {
-      session: { hostname: c.hostname, maxMessageSize: c.maxMessageSize, maxRecipients: c.maxRecipients, maxErrors: c.maxErrors, tlsAvailable: this.tlsContext !== null },
+      session: {
+        hostname: c.hostname,
+        maxMessageSize: c.maxMessageSize,
+        maxRecipients: c.maxRecipients,
+        maxErrors: c.maxErrors,
+        tlsAvailable: this.tlsContext !== null,
+        authMechanisms: this.auth ? MECHANISMS : [],
+      },
       decisions: {
         hostname: c.hostname,
         queue: this.queue,
@@ -175,12 +211,16 @@ export class PetrelServer {
         localDomains: c.localDomains,
         relayDomains: c.relayDomains,
         nullMxCheck: c.rejectNullMxSender ? this.resolver : null,
+        auth: this.auth ?? undefined,
+        // RFC 5321 §3.5.3 / no backscatter: an unknown local user is refused during the dialogue, not bounced later.
+        verifyRecipient: (address: string) => this.local.opts.directory.verify(address),
       },
       log: this.log,
       idleTimeoutMs: c.idleTimeout * 1000,
       tlsContext: this.tlsContext,
-      trusted: inNetworks(ip, c.trustedNetworks),
-      implicitTls,
+      trusted,
+      implicitTls: kind === 'smtps',
+      authRequired: kind !== 'smtp',
       onClose,
       onQueueBackpressure: () => this.armDrain(),
     };
@@ -201,6 +241,20 @@ function tlsOptions(certFile: string, keyFile: string): TlsOptions {
 
 function loadTls(certFile: string, keyFile: string): SecureContext {
   return createSecureContext(tlsOptions(certFile, keyFile));
+}
+
+function windowOf(r: RateSetting): Rate {
+  return { limit: r.count, windowMs: r.per * 1000 };
+}
+
+/** The users file is re-read when it changes, so `petrel user add` needs no restart; a broken file keeps the last good list. */
+function authContext(cfg: Config, users: UserStore): AuthContext {
+  return {
+    users,
+    failures: new RateWindow({ limit: cfg.authMaxFailures, windowMs: cfg.authFailureWindow * 1000 }),
+    messages: new RateWindow(windowOf(cfg.maxMessagesPerUser)),
+    now: Date.now,
+  };
 }
 
 function sleep(ms: number): Promise<void> {

@@ -2,7 +2,7 @@
  * The SMTP server session: a pure state machine for RFC 5321 §4.1 with
  * PIPELINING (RFC 2920), SIZE (RFC 1870), 8BITMIME (RFC 6152), SMTPUTF8
  * (RFC 6531), ENHANCEDSTATUSCODES (RFC 2034), CHUNKING (RFC 3030) and
- * STARTTLS (RFC 3207).
+ * STARTTLS (RFC 3207) and AUTH (RFC 4954, framing only: verbs-auth.ts).
  *
  * No sockets, timers or files: the adapter feeds bytes and decisions in and
  * carries outputs out (see session-types.ts). Each command is checked
@@ -17,6 +17,7 @@ import { R, reply, type Reply } from './reply';
 import type { Decision, Output, Question, SessionConfig, SessionFacts, Transaction } from './session-types';
 import { MailTransaction } from './transaction';
 import { VERBS, type Verb } from './verbs';
+import { AUTH_LINE_MAX, AUTH_REPLIES, authResponse, type SaslExchange } from './verbs-auth';
 
 /** Where the client is in the dialogue (RFC 5321 §4.1.4 ordering). */
 export type Phase =
@@ -28,6 +29,8 @@ export type Phase =
 type Mode =
   | 'command' // CRLF-terminated command lines
   | 'overlong' // discarding the rest of a command line over 512 octets, up to its LF
+  | 'sasl' // inside AUTH: the next line is a SASL response (RFC 4954 §4), up to 12288 octets
+  | 'sasl-overlong' // discarding an AUTH response line over 12288 octets, up to its LF
   | 'data' // DATA content, up to CRLF.CRLF
   | 'bdat' // a BDAT chunk of known length
   | 'tls' // STARTTLS accepted: waiting for the handshake, plaintext ignored
@@ -42,6 +45,8 @@ export class ServerSession {
   esmtp = false;
   tls: boolean;
   txn: MailTransaction | null = null;
+  /** The user AUTH authenticated in this session (RFC 4954), or null. */
+  authUser: string | null = null;
   private mode: Mode = 'command';
   private out: Output[] = [];
   private inbuf: Buffer = EMPTY;
@@ -50,6 +55,8 @@ export class ServerSession {
   /** The server is stopping: close at the next point where no transaction is open. */
   private draining = false;
   private pending: ((d: Decision) => void) | null = null;
+  /** The AUTH exchange that the next line answers (mode 'sasl'). */
+  private sasl: SaslExchange | null = null;
   /** A BDAT chunk being read: bytes left, LAST flag, and whether it feeds the transaction. */
   private bdat = { left: 0, last: false, keep: false, refusal: null as Reply | null };
 
@@ -91,6 +98,7 @@ export class ServerSession {
     this.phase = 'greet';
     this.helo = null;
     this.esmtp = false;
+    this.authUser = null;
     this.mode = 'command';
     return this.flush();
   }
@@ -151,6 +159,17 @@ export class ServerSession {
     this.out.push({ type: 'close', reason });
   }
 
+  /** AUTH succeeded (RFC 4954 §4): the identity holds until the session ends. */
+  authenticated(user: string): void {
+    this.authUser = user;
+  }
+
+  /** A 334 challenge went out: the next line is the client's SASL response, not a command. */
+  awaitSasl(ex: SaslExchange): void {
+    this.sasl = ex;
+    this.mode = 'sasl';
+  }
+
   /** STARTTLS accepted: every byte already received is discarded (RFC 3207 §5, CVE-2011-0411 command injection). */
   startTls(): void {
     this.mode = 'tls';
@@ -203,8 +222,10 @@ export class ServerSession {
   private step(): boolean {
     switch (this.mode) {
       case 'command':
-        return this.readCommand();
+      case 'sasl':
+        return this.readLine();
       case 'overlong':
+      case 'sasl-overlong':
         return this.skipOverlong();
       case 'data':
         return this.readData();
@@ -218,12 +239,15 @@ export class ServerSession {
     }
   }
 
-  private readCommand(): boolean {
+  /** A command line, or in mode 'sasl' an AUTH response line. */
+  private readLine(): boolean {
+    const sasl = this.mode === 'sasl';
+    // RFC 5321 §4.5.3.1.4: 512 octets with CRLF (RFC 4954 §4: 12288 for AUTH responses); longer input is dropped, never buffered.
+    const max = sasl ? AUTH_LINE_MAX : LIMITS.commandLine;
     const lf = this.inbuf.indexOf(0x0a, this.pos);
     if (lf < 0) {
-      // RFC 5321 §4.5.3.1.4: 512 octets with CRLF; longer input is dropped, never buffered.
-      if (this.inbuf.length - this.pos >= LIMITS.commandLine) {
-        this.mode = 'overlong';
+      if (this.inbuf.length - this.pos >= max) {
+        this.mode = sasl ? 'sasl-overlong' : 'overlong';
         this.pos = this.inbuf.length;
       }
       return false;
@@ -231,8 +255,10 @@ export class ServerSession {
     const start = this.pos;
     this.pos = lf + 1;
     const crlf = lf > start && this.inbuf[lf - 1] === 0x0d;
-    if (lf + 1 - start > LIMITS.commandLine) this.send(R.lineTooLong());
+    const exchange = this.endSasl();
+    if (lf + 1 - start > max) this.send(exchange ? AUTH_REPLIES.lineTooLong() : R.lineTooLong());
     else if (!crlf) this.send(R.bareLfCommand());
+    else if (exchange) authResponse(this, exchange, this.inbuf.subarray(start, lf - 1).toString('latin1'));
     else this.command(this.inbuf.subarray(start, lf - 1));
     return true;
   }
@@ -244,9 +270,16 @@ export class ServerSession {
       return false;
     }
     this.pos = lf + 1;
-    this.mode = 'command';
-    this.send(R.lineTooLong());
+    this.send(this.endSasl() ? AUTH_REPLIES.lineTooLong() : R.lineTooLong());
     return true;
+  }
+
+  /** Leaves an AUTH exchange (a response line arrived, however bad) and returns it; null outside one. */
+  private endSasl(): SaslExchange | null {
+    const ex = this.sasl;
+    this.sasl = null;
+    this.mode = 'command';
+    return ex;
   }
 
   private command(line: Buffer): void {

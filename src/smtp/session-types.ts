@@ -21,12 +21,16 @@ export interface SessionConfig {
   readonly maxErrors: number;
   /** A certificate is configured, so STARTTLS may be offered on a plain connection. */
   readonly tlsAvailable: boolean;
+  /** SASL mechanisms for AUTH (RFC 4954), offered only once the connection is TLS; absent or empty: no AUTH. */
+  readonly authMechanisms?: readonly string[];
 }
 
 export interface SessionFacts {
   readonly clientIp: string;
   /** The connection is already TLS (implicit-TLS listener). */
   readonly tls: boolean;
+  /** A submission or SMTPS listener (RFC 6409 §4.3, RFC 8314): MAIL only after AUTH (530 5.7.0). */
+  readonly authRequired?: boolean;
 }
 
 /** What the session knows about the transaction when it asks the adapter to open or commit it. */
@@ -44,14 +48,21 @@ export type Question =
   | { readonly kind: 'mail'; readonly args: MailArgs }
   /** Recipient policy (relay control) for an accepted-syntax RCPT TO. */
   | { readonly kind: 'rcpt'; readonly args: RcptArgs; readonly sender: MailArgs }
+  /**
+   * One step of an AUTH exchange (RFC 4954 §4): the mechanism and every client response so far, base64 as sent
+   * ("" for an initial "="). Accepting with a 334 reply asks for one more response; accepting with `user` ends it
+   * authenticated (235); refusing ends it (a 421 refusal also closes). Holds secrets: never log a question.
+   */
+  | { readonly kind: 'auth'; readonly mechanism: string; readonly responses: readonly string[] }
   /** DATA or the first BDAT: open the transaction in the queue (body chunks follow). */
   | { readonly kind: 'open'; readonly id: string | null; readonly txn: Transaction }
   /** The whole body was received and passed every check: make it durable, then answer. */
   | { readonly kind: 'commit'; readonly id: string; readonly txn: Transaction; readonly size: number };
 
 export type Decision =
-  /** `id`: the queue id given on MAIL; `address`: the canonical recipient (e.g. bare <postmaster> made whole). */
-  | { readonly accept: true; readonly reply?: Reply; readonly id?: string; readonly address?: string }
+  /** `id`: the queue id given on MAIL; `address`: the canonical recipient (e.g. bare <postmaster> made whole);
+   *  `user`: the name AUTH authenticated. */
+  | { readonly accept: true; readonly reply?: Reply; readonly id?: string; readonly address?: string; readonly user?: string }
   | { readonly accept: false; readonly reply: Reply };
 
 export type Output =

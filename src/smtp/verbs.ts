@@ -1,5 +1,5 @@
 /**
- * The verb table (RFC 5321 §4.1.1, RFC 3030, RFC 3207): one row per command
+ * The verb table (RFC 5321 §4.1.1, RFC 3030, RFC 3207, RFC 4954): one row per command
  * with the phases it is allowed in, the reply when it comes out of sequence
  * (§4.1.4: 503 5.5.1), its HELP text and its handler. Handlers check syntax
  * and sequence, then ask or reply; state changes only in the proceed step.
@@ -10,6 +10,7 @@ import { formatPath } from './path';
 import { R, reply, type Reply } from './reply';
 import type { Phase, ServerSession } from './server-session';
 import { MailTransaction } from './transaction';
+import { AUTH, AUTH_REPLIES } from './verbs-auth';
 
 export interface Verb {
   readonly name: string;
@@ -53,6 +54,9 @@ function EHLO(s: ServerSession, arg: string): void {
   const lines = [`${s.cfg.hostname} greets [${s.facts.clientIp}]`, 'PIPELINING', `SIZE ${s.cfg.maxMessageSize}`, '8BITMIME', 'SMTPUTF8', 'ENHANCEDSTATUSCODES', 'CHUNKING'];
   // RFC 3207 §4.2: STARTTLS is not offered again once TLS is up.
   if (s.cfg.tlsAvailable && !s.tls) lines.push('STARTTLS');
+  // RFC 4954 §4: AUTH is advertised only where it may be used, here only inside TLS (its mechanisms send passwords).
+  const mechanisms = s.cfg.authMechanisms ?? [];
+  if (s.tls && mechanisms.length > 0) lines.push(`AUTH ${mechanisms.join(' ')}`);
   // RFC 2034 §4: no enhanced code in the reply to EHLO or HELO.
   s.send(reply(250, undefined, ...lines));
 }
@@ -63,6 +67,8 @@ function HELO(s: ServerSession, arg: string): void {
 }
 
 function MAIL(s: ServerSession, arg: string): void {
+  // RFC 6409 §4.3, RFC 8314 §3.3: submission takes mail only from authenticated users (RFC 4954 §6: 530 5.7.0).
+  if (s.facts.authRequired && s.authUser === null) return refuse(s, 'mail', s.tls ? AUTH_REPLIES.required() : AUTH_REPLIES.tlsFirst(), arg);
   const parsed = parseMailArgs(arg, { maxSize: s.cfg.maxMessageSize });
   if (!parsed.ok) return refuse(s, 'mail', parsed.reply, arg);
   const args = parsed.value;
@@ -194,6 +200,8 @@ const rows: Verb[] = [
   { name: 'EXPN', phases: ALWAYS, help: 'EXPN list', outOfSequence: () => R.badSequence(), handle: EXPN },
   { name: 'HELP', phases: ALWAYS, help: 'HELP', outOfSequence: () => R.badSequence(), handle: HELP },
   { name: 'STARTTLS', phases: ['ready'], help: 'STARTTLS', outOfSequence: (s) => needGreeting(s, 'STARTTLS not allowed during a mail transaction'), handle: STARTTLS },
+  // RFC 4954 §4: AUTH needs EHLO first and is refused with 503 inside a mail transaction.
+  { name: 'AUTH', phases: ['ready'], help: 'AUTH mechanism [initial-response]', outOfSequence: (s) => needGreeting(s, 'AUTH not allowed during a mail transaction'), handle: AUTH },
 ];
 
 export const VERBS: ReadonlyMap<string, Verb> = new Map(rows.map((r) => [r.name, r]));

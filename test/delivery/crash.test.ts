@@ -141,7 +141,7 @@ async function waitUntil(check: () => boolean, ms: number): Promise<boolean> {
 /** ROUNDS × (start on dir, load, kill once deliveries flow), then a last start that drains the queue. */
 async function crashAndDrain(sc: Scenario, peer: Peer): Promise<Run> {
   const dir = tempDir(`petrel-crash-${sc.name}-`);
-  const settings = { relay_host: `[${peer.host}]:${peer.port}`, retry_schedule: '1s', queue_fsync: 'yes', max_connections_per_ip: 64, connect_timeout: '2s' };
+  const settings = { relay_host: `[${peer.host}]:${peer.port}`, retry_schedule: '1s', queue_fsync: 'yes', max_connections_per_ip: 64, connect_timeout: '2s', queue_only: 'no' };
   const load: Load = { acked: new Map(), offered: 0, sent: 0 };
   const procs: PetrelProcess[] = [];
   const backlogAtKill: number[] = [];

@@ -70,7 +70,8 @@ const bodyOf = (text: string): string => text.replace(/\r\n/g, '\n').split('\n\n
 
 it('relays through a private Postfix: delivered to its Maildir with Petrel’s Received intact, logged by both', async () => {
   const port = await freePort('127.0.0.3');
-  petrel = await startPetrel({ settings: { relay_host: `[127.0.0.3]:${port}`, retry_schedule: '1s', connect_timeout: '2s' } });
+  // A long retry delay: only the operator's flush below sends the message again (no race with a timed retry).
+  petrel = await startPetrel({ settings: { relay_host: `[127.0.0.3]:${port}`, retry_schedule: '1h', connect_timeout: '2s', queue_only: 'no' } });
   const text = [
     'From: Sender <sender@example.org>',
     'To: Alice <alice@postfix.test>',

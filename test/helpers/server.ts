@@ -124,6 +124,9 @@ function buildConfig(opts: TestServerOptions, dataDir: string, cert: { cert: str
     tlsCert: cert?.cert ?? null,
     tlsKey: cert?.key ?? null,
     localDomains: [...(opts.localDomains ?? base.localDomains)],
+    // Every local part of every local domain exists (the in-memory dialogue runner checks no users either);
+    // tests of recipient verification set their own catchAll.
+    catchAll: (opts.localDomains ?? base.localDomains).map((domain) => ({ domain, user: 'postmaster' })),
     relayDomains: [...(opts.relayDomains ?? base.relayDomains)],
     trustedNetworks: cidrs(opts.trusted === undefined || opts.trusted === true ? LOOPBACK : opts.trusted === false ? [] : opts.trusted),
     logLevel: opts.logLevel ?? 'debug',

@@ -36,14 +36,17 @@ export interface Listener {
 /** petrel.conf keys to values; these override the test defaults below. */
 export type Settings = Record<string, string | number>;
 
-/** Loopback only, port 0 (the kernel picks a free port), a local domain the tests write to. Mail for other
- *  domains goes to a smart host on a closed loopback port (discard, 9): it stays deferred in the queue, and no
- *  test can send a DNS query or a connection off this machine. */
+/** Loopback only, port 0 (the kernel picks a free port), a local domain the tests write to, where every local
+ *  part exists (catch-all). queue_only: these servers receive and queue; tests of delivery turn it off. Should one
+ *  deliver anyway, mail for other domains goes to a smart host on a closed loopback port (discard, 9), so no test
+ *  can send a DNS query or a connection off this machine. */
 const DEFAULTS: Settings = {
   hostname: 'mx.petrel.test',
   listen: '127.0.0.1:0',
   data_dir: 'data',
   local_domains: 'example.test',
+  catch_all: 'example.test:postmaster',
+  queue_only: 'yes',
   relay_host: '[127.0.0.1]:9',
 };
 

@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hashPassword, setUser } from '../../src/policy/users';
 import { makeTestCert, type TestCert } from '../helpers/certs';
 import { cleanup, queueList, queueShowText, runProgram, startPetrel, tempDir, type CliResult, type PetrelProcess } from '../helpers/spawn';
 
@@ -21,7 +22,9 @@ const bdatFlag = /(--[\w-]*bdat[\w-]*)/i.exec(help)?.[1] ?? null;
 beforeAll(async () => {
   const dir = tempDir('petrel-swaks-');
   cert = makeTestCert(dir);
-  server = await startPetrel({ dir, settings: { tls_cert: cert.cert, tls_key: cert.key, listen_smtps: '127.0.0.1:0' } });
+  // listen_smtps requires AUTH (DESIGN.md): one user for the implicit-TLS case.
+  await setUser(join(dir, 'users'), { name: 'sender@example.org', hash: await hashPassword('pw', { ln: 4, r: 8, p: 1 }), senders: [] });
+  server = await startPetrel({ dir, settings: { tls_cert: cert.cert, tls_key: cert.key, listen_smtps: '127.0.0.1:0', users_file: join(dir, 'users') } });
 });
 
 afterAll(async () => {
@@ -93,7 +96,7 @@ describe('swaks against petrel serve', () => {
   });
 
   it('speaks implicit TLS (--tls-on-connect) on a listen_smtps port', async () => {
-    const r = await swaks(server.portOf('smtps'), ['--tls-on-connect', '--to', 'smtps@example.test']);
+    const r = await swaks(server.portOf('smtps'), ['--tls-on-connect', '--auth', 'PLAIN', '--auth-user', 'sender@example.org', '--auth-password', 'pw', '--to', 'smtps@example.test']);
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/TLS started/);
     // STARTTLS makes no sense inside TLS, so it is not offered there.

@@ -4,11 +4,16 @@
 // After each dialogue: the queue holds exactly the acknowledged messages (no
 // smuggled or refused one), each stored as Received: + the bytes sent, and each
 // has one 'queued' log line carrying its queue id.
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseDialog, playDialog, splitReceived, type Dialog, type DialogPeer } from '../../spec/dialog/format';
-import { dialogConfig } from '../../spec/dialog/run-memory';
+import { hasCertificate, parseDialog, playDialog, splitReceived, type Dialog, type DialogPeer } from '../../spec/dialog/format';
+import { dialogConfig, dialogUsers } from '../../spec/dialog/run-memory';
+import type { Config } from '../../src/config';
+import { formatEntry } from '../../src/policy/users';
 import { SmtpTestClient, startServer, type TestServer } from '../helpers/server';
+import { RawSmtp } from '../helpers/smtp-raw';
 
 const dir = new URL('../../spec/dialogs/', import.meta.url);
 const files = readdirSync(dir).filter((f) => f.endsWith('.smtp')).sort();
@@ -20,7 +25,9 @@ async function readAll(it: AsyncIterable<Buffer>): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-function socketPeer(ts: TestServer, client: SmtpTestClient): DialogPeer {
+type Client = Pick<DialogPeer, 'write' | 'nextReply'> & { close(): void };
+
+function socketPeer(ts: TestServer, client: Client): DialogPeer {
   return {
     write: (bytes) => client.write(bytes),
     nextReply: () => client.nextReply(),
@@ -37,18 +44,51 @@ describe('dialogues over a socket against the real server', () => {
   for (const f of files) {
     it(f, async () => {
       const d = load(f);
-      const ts = await startServer({ tls: d.options.tls, config: (built) => dialogConfig(d.options, built) });
+      const users = await usersFile(d);
+      const ts = await startServer({ tls: hasCertificate(d.options), smtps: d.options.listener === 'smtps', config: (built) => serverConfig(d, built, users) });
       try {
-        const client = await SmtpTestClient.connect(ts.port);
+        const client = await connectTo(ts, d);
         const result = await playDialog(d, socketPeer(ts, client));
         client.close();
         await checkQueueAndLog(ts, result.queued);
       } finally {
         await ts.stop();
+        if (users) rmSync(users.dir, { recursive: true, force: true });
       }
     });
   }
 });
+
+/** The dialogue's users, written as a users file in a temp folder of their own (null: no users). */
+async function usersFile(d: Dialog): Promise<{ dir: string; file: string } | null> {
+  if (d.options.users.length === 0) return null;
+  const dir = mkdtempSync(join(tmpdir(), 'petrel-dialog-users-'));
+  const file = join(dir, 'users');
+  writeFileSync(file, (await dialogUsers(d.options)).map((u) => `${formatEntry(u)}\n`).join(''), { mode: 0o600 });
+  return { dir, file };
+}
+
+function serverConfig(d: Dialog, built: Config, users: { file: string } | null): Config {
+  const cfg = dialogConfig(d.options, built);
+  const submission = d.options.listener === 'submission' ? [{ host: '127.0.0.1', port: 0 }] : [];
+  return { ...cfg, listenSubmission: submission, usersFile: users?.file ?? cfg.usersFile };
+}
+
+/** The listener the dialogue names: plain SMTP, submission, or implicit TLS (the handshake done before the first S: line). */
+async function connectTo(ts: TestServer, d: Dialog): Promise<Client> {
+  const port = (kind: string) => ts.server.listening.find((l) => l.kind === kind)?.address.port ?? 0;
+  if (d.options.listener === 'smtp') return SmtpTestClient.connect(ts.port);
+  if (d.options.listener === 'submission') return SmtpTestClient.connect(port('submission'));
+  const c = await RawSmtp.connectTls(port('smtps'));
+  return {
+    write: async (bytes) => c.send(bytes),
+    nextReply: async () => {
+      const r = await c.reply();
+      return r && { code: r.code, lines: r.lines };
+    },
+    close: () => c.destroy(),
+  };
+}
 
 async function checkQueueAndLog(ts: TestServer, queued: readonly string[]): Promise<void> {
   // Exactly the acknowledged messages: nothing refused, smuggled or half-received got in.

@@ -86,7 +86,7 @@ describe('queue write failures are never acknowledged', () => {
       const dataDir = mkdtempSync(join(tmpdir(), 'petrel-fail-'));
       const fs = new FailingFs();
       const lines: string[] = [];
-      const cfg = { ...defaultConfig(dataDir), dataDir, listen: [{ host: '127.0.0.1', port: 0 }] };
+      const cfg = { ...defaultConfig(dataDir), dataDir, listen: [{ host: '127.0.0.1', port: 0 }], catchAll: [{ domain: 'localhost', user: 'postmaster' }] };
       server = await PetrelServer.start(cfg, createLogger({ write: (l) => void lines.push(l) }), { queueFs: fs, delivery: false });
       const port = server.listening[0]!.address.port;
 
