@@ -7,7 +7,9 @@
  * queue itself.
  */
 import { connect } from 'node:net';
-import { controlSocketPath, type ControlRequest, type ControlResponse } from '../server/control';
+import { join } from 'node:path';
+import { Queue } from '../queue/queue';
+import { controlSocketPath, performRequest, type ControlRequest, type ControlResponse } from '../server/control';
 
 /** How long the CLI waits for the server's answer. */
 export const CONTROL_CLIENT_TIMEOUT_MS = 15_000;
@@ -77,5 +79,35 @@ function parseResponse(text: string): ControlResponse | null {
     return r.ok || typeof r.error === 'string' ? r : null;
   } catch {
     return null;
+  }
+}
+
+export type Sent = { res: ControlResponse; direct: boolean } | { unavailable: string };
+
+/**
+ * Sends `req` to the running server; when none runs (no socket, or a stale
+ * one that refuses), applies it to the queue directly under the LOCK, with
+ * the server's own performRequest. Failing to get the LOCK means a server
+ * holds the queue after all (starting, or its socket removed): never write
+ * beside it. The same fallback as `petrel queue hold|release|...`.
+ */
+export async function requestOrDirect(dataDir: string, req: ControlRequest): Promise<Sent> {
+  try {
+    return { res: await controlRequest(dataDir, req), direct: false };
+  } catch (e) {
+    if (!(e instanceof ControlUnavailable)) throw e;
+    if (e.failure === 'unreachable') return { unavailable: `the server is running but its control socket is unreachable: ${e.message}` };
+    let queue: Queue;
+    try {
+      queue = await Queue.open(join(dataDir, 'queue'));
+    } catch (e2) {
+      if (e2 instanceof Error && /in use by process/.test(e2.message)) return { unavailable: `the server is running but its control socket is unreachable: ${e.message}; ${e2.message}` };
+      throw e2;
+    }
+    try {
+      return { res: await performRequest(queue, req), direct: true };
+    } finally {
+      await queue.close();
+    }
   }
 }

@@ -16,12 +16,12 @@
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
-import { Queue, readQueue } from '../queue/queue';
+import { readQueue } from '../queue/queue';
 import { isValidId } from '../queue/records';
 import type { QueuedMessage, QueuedRecipient } from '../queue/queue';
-import { isoTime, messageJson, NO_SUCH_MESSAGE, performRequest, type ControlOp, type ControlResponse, type OpRequest } from '../server/control';
+import { isoTime, messageJson, NO_SUCH_MESSAGE, type ControlOp, type ControlResponse, type OpRequest } from '../server/control';
 import { assertNever } from '../smtp/assert-never';
-import { ControlUnavailable, controlRequest } from './control-client';
+import { requestOrDirect } from './control-client';
 
 type Print = (s: string) => void;
 
@@ -64,19 +64,16 @@ async function opCommand(op: ControlOp, rest: string[], dataDir: string, out: Pr
     return EX_USAGE;
   }
   if (id !== undefined && !isValidId(id)) return report(req, { ok: false, error: NO_SUCH_MESSAGE }, '', out, err);
-  let res: ControlResponse;
-  let note = '';
-  try {
-    res = await controlRequest(dataDir, req);
-  } catch (e) {
-    if (!(e instanceof ControlUnavailable)) throw e;
-    if (e.failure === 'unreachable') return unreachable(e.message, err);
-    const direct = await applyDirectly(path.join(dataDir, 'queue'), req, e.message, err);
-    if (typeof direct === 'number') return direct;
-    res = direct;
-    note = ' (server not running: applied to the queue directly)';
-  }
-  return report(req, res, note, out, err);
+  const offline = ' (server not running: applied to the queue directly)';
+  // No queue directory: no server ever ran here, and the offline path must not create one.
+  if (!existsSync(path.join(dataDir, 'queue'))) return report(req, emptyQueueAnswer(req), offline, out, err);
+  const sent = await requestOrDirect(dataDir, req);
+  if ('unavailable' in sent) return unreachable(sent.unavailable, err);
+  return report(req, sent.res, sent.direct ? offline : '', out, err);
+}
+
+function emptyQueueAnswer(req: OpRequest): ControlResponse {
+  return req.op === 'flush' && req.id === undefined ? { ok: true, flushed: 0 } : { ok: false, error: NO_SUCH_MESSAGE };
 }
 
 function opRequest(op: ControlOp, id: string | undefined): OpRequest | null {
@@ -98,31 +95,10 @@ function report(req: OpRequest, res: ControlResponse, note: string, out: Print, 
 const PAST: Record<ControlOp, string> = { hold: 'held', release: 'released', delete: 'deleted', flush: 'flushed' };
 
 function unreachable(why: string, err: Print): number {
-  err(`petrel queue: the server is running but its control socket is unreachable: ${why}\n`);
+  err(`petrel queue: ${why}\n`);
   return EX_UNAVAILABLE;
 }
 
-/**
- * No server answers: do what it would have done, under the queue LOCK.
- * Failing to get the LOCK means a server holds the queue after all (it is
- * starting, or its socket was removed): never write beside it.
- */
-async function applyDirectly(dir: string, req: OpRequest, why: string, err: Print): Promise<ControlResponse | number> {
-  if (!existsSync(dir)) return req.op === 'flush' && req.id === undefined ? { ok: true, flushed: 0 } : { ok: false, error: NO_SUCH_MESSAGE };
-  let queue: Queue;
-  try {
-    queue = await Queue.open(dir);
-  } catch (e) {
-    const held = e instanceof Error && /in use by process/.test(e.message);
-    if (held) return unreachable(`${why}; ${e.message}`, err);
-    throw e;
-  }
-  try {
-    return await performRequest(queue, req);
-  } finally {
-    await queue.close();
-  }
-}
 
 async function listCommand(dir: string, rest: string[], out: Print, err: Print): Promise<number> {
   const json = rest.includes('--json');

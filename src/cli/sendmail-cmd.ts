@@ -36,15 +36,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import { userInfo } from 'node:os';
-import { join } from 'node:path';
 import type { Config } from '../config';
 import { parseAddressList } from '../message/address-list';
 import { formatRfc5322Date } from '../message/date';
 import { DefectList, HeaderParser, MAX_HEADER_BYTES, type HeaderField } from '../message/header';
-import { Queue } from '../queue/queue';
-import { BAD_MESSAGE, BAD_RECIPIENT, parseSubmit, performRequest, type ControlRequest, type ControlResponse, type SubmitRequest } from '../server/control';
+import { BAD_MESSAGE, BAD_RECIPIENT, parseSubmit, type SubmitRequest } from '../server/control';
 import { parsePath } from '../smtp/path';
-import { ControlUnavailable, controlRequest } from './control-client';
+import { requestOrDirect } from './control-client';
 
 type Print = (s: string) => void;
 
@@ -331,32 +329,3 @@ export async function normalizeInput(stdin: AsyncIterable<Uint8Array>, o: { igno
   return Buffer.concat([...parts, last]);
 }
 
-export type Sent = { res: ControlResponse; direct: boolean } | { unavailable: string };
-
-/**
- * Sends `req` to the running server; when none runs (no socket, or a stale
- * one that refuses), applies it to the queue directly under the LOCK, with
- * the server's own performRequest. Failing to get the LOCK means a server
- * holds the queue after all (starting, or its socket removed): never write
- * beside it. The same fallback as `petrel queue hold|release|...`.
- */
-export async function requestOrDirect(dataDir: string, req: ControlRequest): Promise<Sent> {
-  try {
-    return { res: await controlRequest(dataDir, req), direct: false };
-  } catch (e) {
-    if (!(e instanceof ControlUnavailable)) throw e;
-    if (e.failure === 'unreachable') return { unavailable: `the server is running but its control socket is unreachable: ${e.message}` };
-    let queue: Queue;
-    try {
-      queue = await Queue.open(join(dataDir, 'queue'));
-    } catch (e2) {
-      if (e2 instanceof Error && /in use by process/.test(e2.message)) return { unavailable: `${e.message}; ${e2.message}` };
-      throw e2;
-    }
-    try {
-      return { res: await performRequest(queue, req), direct: true };
-    } finally {
-      await queue.close();
-    }
-  }
-}

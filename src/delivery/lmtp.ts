@@ -101,7 +101,7 @@ class LmtpConnection {
   private waiting: { resolve: (r: Reply) => void; reject: (e: Error) => void } | null = null;
   private failure: Error | null = null;
 
-  private constructor(private readonly socket: Socket, private readonly timeoutMs: number) {
+  private constructor(private readonly socket: Socket, timeoutMs: number) {
     socket.on('data', (d: Buffer) => this.onData(d));
     socket.on('error', (e) => this.fail(new LmtpFailure(reply(451, '4.4.2', `LMTP connection error: ${e.message}`))));
     socket.on('close', () => this.fail(new LmtpFailure(reply(451, '4.4.2', 'LMTP connection closed'))));
