@@ -41,6 +41,10 @@ export interface PostfixOptions {
   readonly domain?: string;
   /** Local parts that get a Maildir (default ['alice']). */
   readonly users?: readonly string[];
+  /** Relay every non-virtual domain to this next hop, e.g. `[127.0.0.32]:2600` (default: none, `error:`). */
+  readonly relayhost?: string;
+  /** Extra or overriding main.cf settings, e.g. { default_destination_concurrency_limit: '50' }. */
+  readonly mainCf?: Readonly<Record<string, string>>;
 }
 
 export interface PostfixInstance {
@@ -117,13 +121,21 @@ function mainCf(dir: string, o: Required<PostfixOptions>, owner: { uid: number; 
     `virtual_mailbox_maps = texthash:${dir}/etc/vmailbox`,
     `virtual_uid_maps = static:${owner.uid}`,
     `virtual_gid_maps = static:${owner.gid}`,
-    'default_transport = error:this test instance sends nothing onward',
-    'relay_transport = error:this test instance sends nothing onward',
+    ...transports(o.relayhost),
   ];
-  return `${lines.join('\n')}\n`;
+  const extra = Object.entries(o.mainCf);
+  // a key set twice makes postfix warn and take the last; drop the base line instead
+  const kept = lines.filter((l) => !extra.some(([k]) => l.startsWith(`${k} =`)));
+  return `${[...kept, ...extra.map(([k, v]) => `${k} = ${v}`)].join('\n')}\n`;
 }
 
-/** The services smtpd → cleanup → qmgr → virtual need; nothing chrooted, no pickup, no outbound smtp. */
+/** Without a relayhost the instance can never send mail anywhere; with one, smtp(8) carries it there and only there. */
+function transports(relayhost: string): string[] {
+  if (relayhost === '') return ['default_transport = error:this test instance sends nothing onward', 'relay_transport = error:this test instance sends nothing onward'];
+  return [`relayhost = ${relayhost}`, 'default_transport = smtp', 'relay_transport = relay'];
+}
+
+/** The services smtpd → cleanup → qmgr → virtual need; nothing chrooted, no pickup; outbound smtp only with a relayhost. */
 function masterCf(o: Required<PostfixOptions>): string {
   const services = [
     `${o.host}:${o.port} inet n - n - - smtpd`,
@@ -142,6 +154,7 @@ function masterCf(o: Required<PostfixOptions>): string {
     'anvil unix - - n - 1 anvil',
     'scache unix - - n - 1 scache',
     'postlog unix-dgram n - n - 1 postlogd',
+    ...(o.relayhost === '' ? [] : ['smtp unix - - n - - smtp', 'relay unix - - n - - smtp']),
   ];
   return `${services.join('\n')}\n`;
 }
@@ -157,7 +170,7 @@ function layout(dir: string, o: Required<PostfixOptions>, owner: { uid: number; 
 
 export async function startPostfix(opts: PostfixOptions): Promise<PostfixInstance> {
   const owner = preflight();
-  const o: Required<PostfixOptions> = { host: '127.0.0.3', domain: 'postfix.test', users: ['alice'], ...opts };
+  const o: Required<PostfixOptions> = { host: '127.0.0.3', domain: 'postfix.test', users: ['alice'], relayhost: '', mainCf: {}, ...opts };
   const dir = mkdtempSync(join(tmpdir(), 'petrel-postfix-'));
   layout(dir, o, owner);
   const cfg = join(dir, 'etc');

@@ -1,0 +1,96 @@
+/**
+ * The next hop for bench/run.ts: Postfix's smtp-sink (a fast C receiver, so
+ * the figure measured is the MTA's) with its running counter (-c), which it
+ * prints as "sess=S quit=Q mesg=M\r" after each event; mesg counts messages
+ * whose end of data (RFC 5321 §4.1.1.4) it answered. Nothing is written to
+ * disk, so the sink adds no I/O to the fsyncs being measured.
+ *
+ * startSmtpSink (test/helpers/sink.ts) runs the same binary but keeps its
+ * output to itself and uses a listen backlog of 64, which drops connections
+ * at 100 concurrent sessions; hence this wrapper. Stopped by its own pid.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { connect } from 'node:net';
+import { smtpSinkBinary } from '../../test/helpers/sink';
+
+export interface CountingSink {
+  readonly host: string;
+  readonly port: number;
+  readonly pid: number;
+  /** Messages received so far. */
+  count(): number;
+  /** Resolves when count() reaches n (true), or false after stallMs without progress or on abort. */
+  waitFor(n: number, stallMs: number, signal: AbortSignal): Promise<boolean>;
+  stop(): Promise<void>;
+}
+
+/** Enough for every session of the largest matrix row to be in the accept queue at once. */
+const BACKLOG = 1024;
+
+export async function startCountingSink(host: string, port: number): Promise<CountingSink> {
+  const uid = process.getuid?.() === 0 ? ['-u', 'root'] : [];
+  const child = spawn(smtpSinkBinary(), [...uid, '-c', '-h', 'sink.bench', `${host}:${port}`, String(BACKLOG)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let count = 0;
+  let errors = '';
+  let tail = '';
+  child.stdout?.setEncoding('latin1').on('data', (s: string) => {
+    const parts = (tail + s).split('\r');
+    tail = parts.pop() ?? '';
+    const last = parts.at(-1);
+    const m = last === undefined ? null : / mesg=(\d+)/.exec(last);
+    if (m) count = Number(m[1]);
+  });
+  child.stderr?.setEncoding('utf8').on('data', (s: string) => void (errors += s));
+  if (!(await listening(host, port, child))) {
+    await stopChild(child);
+    throw new Error(`smtp-sink did not listen on ${host}:${port}: ${errors}`);
+  }
+  return {
+    host,
+    port,
+    pid: child.pid ?? -1,
+    count: () => count,
+    waitFor: (n, stallMs, signal) => waitForCount(() => count, n, stallMs, signal),
+    stop: () => stopChild(child),
+  };
+}
+
+async function waitForCount(count: () => number, n: number, stallMs: number, signal: AbortSignal): Promise<boolean> {
+  let seen = count();
+  let progressAt = Date.now();
+  while (count() < n) {
+    if (signal.aborted || Date.now() - progressAt > stallMs) return false;
+    await new Promise((r) => setTimeout(r, 2));
+    if (count() !== seen) [seen, progressAt] = [count(), Date.now()];
+  }
+  return true;
+}
+
+async function listening(host: string, port: number, child: ChildProcess): Promise<boolean> {
+  for (const end = Date.now() + 5000; Date.now() < end; ) {
+    if (child.exitCode !== null) return false;
+    const ok = await new Promise<boolean>((res) => {
+      const s = connect({ host, port }, () => {
+        s.destroy();
+        res(true);
+      });
+      s.once('error', () => res(false));
+    });
+    if (ok) return true;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return false;
+}
+
+/** SIGTERM to this child's pid, SIGKILL after 2 s. */
+export function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const kill = setTimeout(() => child.kill('SIGKILL'), 2000);
+    child.once('exit', () => {
+      clearTimeout(kill);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
