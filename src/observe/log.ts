@@ -34,11 +34,11 @@ const RESERVED = new Set(['ts', 'level', 'event']);
 export function createLogger(opts: LoggerOptions = {}): Logger {
   const min = RANK[opts.level ?? 'info'];
   const write = opts.write ?? writeStdout;
-  const now = opts.now ?? (() => new Date());
+  const stamp = opts.now ? () => timestamp(opts.now as () => Date) : cachedStamp;
   const make = (bound: Fields): Logger => {
     const emit = (level: LogLevel) => (event: string, fields?: Fields) => {
       if (RANK[level] < min) return;
-      const ts = timestamp(now);
+      const ts = stamp();
       let line: string;
       try {
         line = formatLine(ts, level, event, bound, fields);
@@ -63,6 +63,18 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
   return make({});
 }
 
+/** Lines of one millisecond share one toISOString(): a burst of lines then formats its time once. */
+let lastMs = -1;
+let lastStamp = '';
+function cachedStamp(): string {
+  const ms = Date.now();
+  if (ms !== lastMs) {
+    lastMs = ms;
+    lastStamp = new Date(ms).toISOString();
+  }
+  return lastStamp;
+}
+
 function timestamp(now: () => Date): string {
   try {
     return now().toISOString();
@@ -75,17 +87,24 @@ function timestamp(now: () => Date): string {
 export function formatLine(ts: string, level: LogLevel, event: string, bound: Fields, fields?: Fields): string {
   let line = `{"ts":${JSON.stringify(ts)},"level":"${level}","event":${JSON.stringify(String(event))}`;
   const merged = fields ? { ...bound, ...fields } : bound;
-  for (const [k, value] of Object.entries(merged)) {
-    const json = encodeValue(value);
+  for (const k in merged) {
+    if (!Object.hasOwn(merged, k)) continue;
+    const json = encodeValue(merged[k]);
     if (json === undefined) continue;
     const key = RESERVED.has(k) ? `field_${k}` : k;
-    line += `,${JSON.stringify(key)}:${json}`;
+    line += `,${PLAIN_KEY.test(key) ? `"${key}"` : JSON.stringify(key)}:${json}`;
   }
   return line + '}';
 }
 
+/** Keys that JSON.stringify would return unchanged inside quotes: the usual snake_case field names. */
+const PLAIN_KEY = /^[A-Za-z0-9_.-]*$/;
+
 /** JSON for one field value; circular or otherwise unserialisable values become a placeholder string. */
 function encodeValue(value: unknown): string | undefined {
+  // ~10 lines per message, most fields strings and numbers: a replacer-free stringify is several times cheaper
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'number' || typeof value === 'boolean' || value === null) return JSON.stringify(value);
   try {
     return JSON.stringify(value, replacer);
   } catch (e) {

@@ -28,6 +28,7 @@ import type { IndexEntry, QueueIndex } from './index';
 import { Unapplied, byArrival, commitRecord, copyRecord, isDue, rcptRecord } from './lifecycle';
 import type { RcptOutcome } from './lifecycle';
 import { lockQueueDir } from './lock';
+import { SharedHandles } from './read-handles';
 import { readEntryBody } from './reader';
 import { MAX_BODY_CHUNK, encodeRecord, isValidId } from './records';
 import type { CommitRecord } from './records';
@@ -83,6 +84,7 @@ export class Queue {
   private readonly availableCbs: ((id: string) => void)[] = [];
   private readonly segments: SegmentTable;
   private compacting: Promise<CompactionResult> | null = null;
+  private readonly handles: SharedHandles;
 
   private constructor(
     private readonly dir: string,
@@ -97,6 +99,7 @@ export class Queue {
     this.fsync = opts.fsync ?? true;
     if (sizes.has(tail.segment)) sizes.set(tail.segment, tail.offset); // a torn tail was cut off
     this.segments = new SegmentTable(sizes);
+    this.handles = new SharedHandles(fs, dir);
     this.committer = new Committer(
       { fs, dir, segmentBytes: this.segmentBytes, fsync: this.fsync, lowWater: BACKLOG_LOW_WATER, onWritten: (items) => this.applyWritten(items) },
       tail,
@@ -315,6 +318,7 @@ export class Queue {
       await this.compacting?.catch(() => undefined);
       await this.committer.close();
     } finally {
+      await this.handles.closeAll();
       await this.unlock();
     }
   }
@@ -340,7 +344,7 @@ export class Queue {
     if (!entry) throw new Error(`no such message: ${id}`);
     const unpin = this.segments.pin([...new Set(entry.chunks.map((c) => c.segment))]);
     try {
-      yield* readEntryBody(this.fs, this.dir, entry);
+      yield* readEntryBody(this.handles, entry);
     } finally {
       unpin();
     }
@@ -348,7 +352,13 @@ export class Queue {
 
   private async runCompaction(): Promise<CompactionResult> {
     const h = this.compactionHost();
-    return hasWork(h) ? compact(h) : { deletedSegments: 0, copiedMessages: 0 };
+    if (!hasWork(h)) return { deletedSegments: 0, copiedMessages: 0 };
+    try {
+      return await compact(h);
+    } finally {
+      // deleted segments: their blocks stay allocated while a handle is open
+      await this.handles.keepOnly((s) => this.segments.size(s) > 0);
+    }
   }
 
   private compactionHost(): CompactionHost {

@@ -10,32 +10,38 @@ import { toQueuedMessage } from './index';
 import { decodeRecord } from './records';
 import { replay } from './recovery';
 import type { RecoveryReport } from './recovery';
-import { nodeFs, readLogRecord, segmentPath } from './segment';
+import { oneShotHandles } from './read-handles';
+import type { Lease, SegmentHandles } from './read-handles';
+import { nodeFs, readLogRecord } from './segment';
 import type { QueueFile, QueueFs } from './segment';
 import { QueueError } from './types';
 import type { QueuedMessage } from './types';
 
 /** Streams a message's body chunks in order, checking each record and the whole-body CRC. */
-export async function* readEntryBody(fs: QueueFs, dir: string, entry: IndexEntry): AsyncGenerator<Buffer> {
-  let fh: QueueFile | null = null;
+export async function* readEntryBody(handles: SegmentHandles, entry: IndexEntry): AsyncGenerator<Buffer> {
+  let lease: Lease | null = null;
   let open = -1;
   let crc = 0;
+  let failed = false;
   try {
     for (let seq = 0; seq < entry.chunks.length; seq++) {
       const loc = entry.chunks[seq];
       if (!loc) break;
-      if (!fh || open !== loc.segment) {
-        await fh?.close();
-        fh = null;
-        fh = await fs.open(segmentPath(dir, loc.segment), 'r');
+      if (!lease || open !== loc.segment) {
+        await lease?.release(false);
+        lease = null;
+        lease = await handles.acquire(loc.segment);
         open = loc.segment;
       }
-      const bytes = await readChunk(fh, loc, entry.id, seq);
+      const bytes = await readChunk(lease.fh, loc, entry.id, seq);
       crc = crc32Update(crc, bytes);
       yield bytes;
     }
+  } catch (e) {
+    failed = true; // a consumer that stops early (return()) lands only in finally: its handle stays good
+    throw e;
   } finally {
-    await fh?.close();
+    await lease?.release(failed);
   }
   if (crc >>> 0 !== entry.bodyCrc >>> 0) throw new QueueError('io', `body of ${entry.id} does not match its COMMIT checksum`);
 }
@@ -66,7 +72,7 @@ export async function readQueue(dir: string, fs: QueueFs = nodeFs): Promise<Queu
     readBody(id: string): AsyncIterable<Buffer> {
       const entry = index.messages.get(id);
       if (!entry) throw new Error(`no such message: ${id}`);
-      return readEntryBody(fs, dir, entry);
+      return readEntryBody(oneShotHandles(fs, dir), entry);
     },
   };
 }
