@@ -158,7 +158,7 @@ function copyVictims(h: CompactionHost): string[] {
   }
   const sparse = new Set(sealed.filter((s) => h.index.live.has(s) && (liveBytes.get(s) ?? 0) < COPY_FORWARD_RATIO * h.segments.size(s)));
   if (sparse.size === 0) return [];
-  const entries = [...h.index.messages.values()].filter((e) => [...e.segments].some((s) => sparse.has(s)) && h.copyable(e.id));
+  const entries = [...h.index.messages.values()].filter((e) => e.inAnySegment((s) => sparse.has(s)) && h.copyable(e.id));
   entries.sort((a, b) => a.envelope.receivedAt - b.envelope.receivedAt || (a.id < b.id ? -1 : 1));
   const out: string[] = [];
   let bytes = 0;

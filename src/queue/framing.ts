@@ -147,8 +147,8 @@ interface Assembly {
  * length or CRC mismatch elsewhere drops the rest of the block and is reported;
  * a FIRST whose LAST never came before EOF is a torn tail, not reported.
  */
-export function scanLog(bytes: Buffer, base = 0): LogScan {
-  const st: ScanState = { records: [], corruptions: [], validEnd: base, asm: null };
+export function scanLog(bytes: Buffer, base = 0, sink: ((r: LogRecord) => void) | null = null): LogScan {
+  const st: ScanState = { records: [], corruptions: [], validEnd: base, asm: null, sink };
   const fileEnd = base + bytes.length;
   let abs = base;
   while (abs < fileEnd) {
@@ -194,6 +194,8 @@ interface ScanState {
   corruptions: Corruption[];
   validEnd: number;
   asm: Assembly | null;
+  /** If set, records go here as they are found instead of into `records`. */
+  sink: ((r: LogRecord) => void) | null;
 }
 
 function dropBlock(st: ScanState, from: number, to: number, reason: string): void {
@@ -239,7 +241,8 @@ function acceptFragment(st: ScanState, type: number, payload: Buffer, offset: nu
 }
 
 function emit(st: ScanState, offset: number, end: number, payload: Buffer): void {
-  st.records.push({ offset, end, payload });
+  if (st.sink) st.sink({ offset, end, payload });
+  else st.records.push({ offset, end, payload });
   st.validEnd = end;
 }
 
@@ -298,4 +301,29 @@ export function scanSegment(bytes: Buffer): SegmentScan {
   const corruptions = [...scan.corruptions];
   if (!header && bytes.length > 0) corruptions.unshift({ offset: 0, bytes: 0, reason: 'missing segment header' });
   return { header, records, validEnd: scan.validEnd, corruptions };
+}
+
+export interface SegmentWalk {
+  readonly header: SegmentHeader | null;
+  /** Records handed out, the header not counted. */
+  readonly recordCount: number;
+  readonly validEnd: number;
+  readonly corruptions: Corruption[];
+}
+
+/**
+ * scanSegment, but each record after the header goes to `each` as soon as it
+ * is found: recovery of a 64 MiB segment then never holds its tens of
+ * thousands of records (and their payload views) at once, so they die young.
+ */
+export function walkSegment(bytes: Buffer, each: (r: LogRecord) => void): SegmentWalk {
+  let header: SegmentHeader | null = null;
+  let seen = 0;
+  const scan = scanLog(bytes, 0, (r) => {
+    if (seen++ === 0 && r.offset === 0) header = decodeSegmentHeader(r.payload);
+    if (seen > 1 || header === null) each(r);
+  });
+  const corruptions = [...scan.corruptions];
+  if (!header && bytes.length > 0) corruptions.unshift({ offset: 0, bytes: 0, reason: 'missing segment header' });
+  return { header, recordCount: header ? seen - 1 : seen, validEnd: scan.validEnd, corruptions };
 }

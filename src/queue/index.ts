@@ -31,19 +31,75 @@ export interface Location {
   readonly end: number;
 }
 
-export interface IndexEntry {
-  readonly id: string;
-  readonly envelope: Envelope;
-  /** BODY record locations in sequence order. */
-  readonly chunks: Location[];
-  readonly recipients: QueuedRecipient[];
+/**
+ * A set of segment numbers, kept small because there is one or two per
+ * message and a million messages: almost every message lies in ONE segment,
+ * so that case is a bare number (no Set, no array on the heap); an array
+ * only when a message spans segments; null when empty.
+ */
+type Segs = number | number[] | null;
+
+function segsHas(s: Segs, segment: number): boolean {
+  return s === segment || (Array.isArray(s) && s.includes(segment));
+}
+
+/** `s` with `segment` added; it may return `s` itself, changed. */
+function segsAdd(s: Segs, segment: number): Segs {
+  if (s === null) return segment;
+  if (typeof s === 'number') return s === segment ? s : [s, segment];
+  if (!s.includes(segment)) s.push(segment);
+  return s;
+}
+
+function segsWithout(s: Segs, segment: number): Segs {
+  if (s === segment) return null;
+  if (!Array.isArray(s) || !s.includes(segment)) return s;
+  const rest = s.filter((x) => x !== segment);
+  return rest.length === 1 ? (rest[0] as number) : rest;
+}
+
+function segsList(s: Segs): number[] {
+  return s === null ? [] : typeof s === 'number' ? [s] : [...s];
+}
+
+export class IndexEntry {
   held: boolean;
-  readonly size: number;
-  readonly bodyCrc: number;
   /** Segments holding any record of this message: it keeps each of them alive. */
-  readonly segments: Set<number>;
+  segs: Segs;
   /** Segments holding a COMMIT of this id, superseded copies included: what a tombstone must outlive. */
-  readonly commitSegments: Set<number>;
+  commits: Segs;
+
+  constructor(
+    readonly id: string,
+    readonly envelope: Envelope,
+    /** BODY record locations in sequence order. */
+    readonly chunks: Location[],
+    readonly recipients: QueuedRecipient[],
+    held: boolean,
+    readonly size: number,
+    readonly bodyCrc: number,
+    segs: Segs,
+    commits: Segs,
+  ) {
+    this.held = held;
+    this.segs = segs;
+    this.commits = commits;
+  }
+
+  /** A copy, for inspection (tests, tools); the reducer works on `segs`. */
+  get segments(): ReadonlySet<number> {
+    return new Set(segsList(this.segs));
+  }
+
+  get commitSegments(): ReadonlySet<number> {
+    return new Set(segsList(this.commits));
+  }
+
+  /** Does the message have a record in a segment for which `pred` holds? */
+  inAnySegment(pred: (segment: number) => boolean): boolean {
+    const s = this.segs;
+    return s === null ? false : typeof s === 'number' ? pred(s) : s.some(pred);
+  }
 }
 
 /** A finished message whose COMMIT records are still on disk in segments other than its tombstone's. */
@@ -56,7 +112,7 @@ export interface Ghost {
 export interface PendingBody {
   readonly chunks: Location[];
   size: number;
-  readonly segments: Set<number>;
+  segs: Segs;
 }
 
 export interface IndexProblem {
@@ -105,51 +161,69 @@ function applyBody(index: QueueIndex, r: BodyRecord, at: Location): QueueIndex {
     p = undefined;
   }
   if (!p) {
-    p = { chunks: [], size: 0, segments: new Set() };
-    index.pending.set(r.id, p);
+    // an array literal, not [] then push: push would reserve room for 17 locations per message
+    if (r.seq !== 0) problem(index, r.id, at, `BODY seq ${r.seq}, expected 0`);
+    index.pending.set(r.id, { chunks: [at], size: r.bytes.length, segs: touch(index, null, at.segment) });
+    return index;
   }
   if (r.seq !== p.chunks.length) problem(index, r.id, at, `BODY seq ${r.seq}, expected ${p.chunks.length}`);
   p.chunks.push(at);
   p.size += r.bytes.length;
-  touch(index, p.segments, at.segment);
+  p.segs = touch(index, p.segs, at.segment);
   return index;
 }
 
 function applyCommit(index: QueueIndex, r: CommitRecord, at: Location): QueueIndex {
   if (r.finishes !== undefined && r.finishes !== r.id) bury(index, r.finishes, at);
   // A second COMMIT for an id is a copy moved forward by compaction: the newest wins.
-  const commitSegments = new Set(index.messages.get(r.id)?.commitSegments);
-  commitSegments.add(at.segment);
+  const prior = index.messages.get(r.id)?.commits ?? null;
+  const commits = segsAdd(Array.isArray(prior) ? [...prior] : prior, at.segment);
   forget(index, r.id);
-  const p = index.pending.get(r.id) ?? { chunks: [], size: 0, segments: new Set<number>() };
+  const p = index.pending.get(r.id) ?? { chunks: [], size: 0, segs: null };
   index.pending.delete(r.id);
   if (p.chunks.length !== r.chunkCount || p.size !== r.size) {
     problem(index, r.id, at, `COMMIT says ${r.chunkCount} chunks/${r.size} bytes, log has ${p.chunks.length}/${p.size}`);
   }
-  const entry: IndexEntry = {
-    id: r.id,
-    envelope: {
-      sender: r.sender,
-      recipients: r.recipients,
-      params: r.params,
-      clientIp: r.clientIp,
-      helo: r.helo,
-      receivedAt: r.receivedAt,
-    },
-    chunks: p.chunks,
-    recipients: r.recipients.map((address, i) => ({ address, ...(r.snapshot?.recipients[i] ?? FRESH) })),
-    held: r.snapshot?.held ?? false,
-    size: r.size,
-    bodyCrc: r.bodyCrc,
-    segments: p.segments,
-    commitSegments,
+  const envelope: Envelope = {
+    sender: r.sender,
+    recipients: r.recipients,
+    params: r.params,
+    clientIp: intern(r.clientIp),
+    helo: intern(r.helo),
+    receivedAt: r.receivedAt,
   };
+  const segs = touch(index, p.segs, at.segment);
+  const entry = new IndexEntry(r.id, envelope, p.chunks, recipientStates(r), r.snapshot?.held ?? false, r.size, r.bodyCrc, segs, commits);
   index.messages.set(r.id, entry);
-  touch(index, entry.segments, at.segment);
   return index;
 }
 
-const FRESH = { state: 'queued', attempts: 0, nextAttempt: null, lastReply: null } as const;
+/**
+ * Many queued messages come from few relays: one copy of each recent client
+ * address and HELO name serves them all (a million messages, two strings each).
+ * Bounded, and only ever maps a string to an equal one, so replay stays pure.
+ */
+const shared = new Map<string, string>();
+function intern(s: string): string {
+  const hit = shared.get(s);
+  if (hit !== undefined) return hit;
+  if (shared.size >= 4096) shared.clear();
+  shared.set(s, s);
+  return s;
+}
+
+/** Fresh, or as the snapshot of a copied COMMIT says; one object shape for all, so V8 keeps them small. */
+function recipientStates(r: CommitRecord): QueuedRecipient[] {
+  const out: QueuedRecipient[] = new Array(r.recipients.length);
+  for (let i = 0; i < out.length; i++) {
+    const s = r.snapshot?.recipients[i];
+    const address = r.recipients[i] as string;
+    out[i] = s
+      ? { address, state: s.state, attempts: s.attempts, nextAttempt: s.nextAttempt, lastReply: s.lastReply }
+      : { address, state: 'queued', attempts: 0, nextAttempt: null, lastReply: null };
+  }
+  return out;
+}
 
 function applyRcpt(index: QueueIndex, r: RcptRecord, at: Location): QueueIndex {
   const entry = index.messages.get(r.id);
@@ -177,7 +251,7 @@ function applyRcpt(index: QueueIndex, r: RcptRecord, at: Location): QueueIndex {
     default:
       assertNever(o);
   }
-  touch(index, entry.segments, at.segment);
+  entry.segs = touch(index, entry.segs, at.segment);
   return index;
 }
 
@@ -200,7 +274,7 @@ function applyOp(index: QueueIndex, r: OpRecord, at: Location): QueueIndex {
     default:
       assertNever(r.op);
   }
-  touch(index, entry.segments, at.segment);
+  entry.segs = touch(index, entry.segs, at.segment);
   return index;
 }
 
@@ -209,7 +283,7 @@ function bury(index: QueueIndex, id: string, at: Location): QueueIndex {
   const entry = index.messages.get(id);
   if (!entry) return index;
   forget(index, id);
-  const commits = new Set([...entry.commitSegments].filter((s) => s !== at.segment));
+  const commits = new Set(segsList(segsWithout(entry.commits, at.segment)));
   if (commits.size === 0) return index;
   index.ghosts.set(id, { tomb: at.segment, commits });
   index.tombs.set(at.segment, (index.tombs.get(at.segment) ?? 0) + 1);
@@ -231,7 +305,7 @@ export function dropSegment(index: QueueIndex, segment: number): void {
     if (n > 0) index.tombs.set(g.tomb, n);
     else index.tombs.delete(g.tomb);
   }
-  for (const e of index.messages.values()) e.commitSegments.delete(segment);
+  for (const e of index.messages.values()) if (segsHas(e.commits, segment)) e.commits = segsWithout(e.commits, segment);
 }
 
 /** Removes a committed message (DONE, OP delete, or superseded by a newer COMMIT). */
@@ -239,7 +313,7 @@ function forget(index: QueueIndex, id: string): QueueIndex {
   const entry = index.messages.get(id);
   if (!entry) return index;
   index.messages.delete(id);
-  release(index, entry.segments);
+  release(index, entry.segs);
   return index;
 }
 
@@ -248,7 +322,7 @@ export function dropPending(index: QueueIndex, id: string): QueueIndex {
   const p = index.pending.get(id);
   if (!p) return index;
   index.pending.delete(id);
-  release(index, p.segments);
+  release(index, p.segs);
   return index;
 }
 
@@ -257,14 +331,15 @@ export function dropAllPending(index: QueueIndex): QueueIndex {
   return index;
 }
 
-function touch(index: QueueIndex, segments: Set<number>, segment: number): void {
-  if (segments.has(segment)) return;
-  segments.add(segment);
+/** `segs` with `segment` added, counting the message as live there if it was not yet. */
+function touch(index: QueueIndex, segs: Segs, segment: number): Segs {
+  if (segsHas(segs, segment)) return segs;
   index.live.set(segment, (index.live.get(segment) ?? 0) + 1);
+  return segsAdd(segs, segment);
 }
 
-function release(index: QueueIndex, segments: Set<number>): void {
-  for (const s of segments) {
+function release(index: QueueIndex, segs: Segs): void {
+  for (const s of typeof segs === 'number' ? [segs] : (segs ?? [])) {
     const n = (index.live.get(s) ?? 0) - 1;
     if (n > 0) index.live.set(s, n);
     else index.live.delete(s);

@@ -207,9 +207,12 @@ class Reader {
   u16(): number { return this.b.readUInt16LE(this.take(2)); }
   u32(): number { return this.b.readUInt32LE(this.take(4)); }
   u64(): number {
-    const v = this.b.readBigUInt64LE(this.take(8));
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new DecodeError('u64 out of safe range');
-    return Number(v);
+    // two u32 halves rather than a BigInt: recovery reads three of these per message
+    const at = this.take(8);
+    const hi = this.b.readUInt32LE(at + 4);
+    if (hi > 0x1fffff) throw new DecodeError('u64 out of safe range');
+    const lo = this.b.readUInt32LE(at);
+    return hi === 0 ? lo : hi * 0x100000000 + lo; // a small value stays a small integer, not a boxed double
   }
   id(): string {
     const n = this.u8();
@@ -287,14 +290,12 @@ function decodeCommit(r: Reader): CommitRecord {
   const receivedAt = r.u64();
   const sender = r.str();
   const n = r.u32();
-  const recipients: string[] = [];
-  for (let i = 0; i < n; i++) recipients.push(r.str());
+  // sized up front when small (the usual case): push would reserve 17 slots per message held in the index
+  const recipients: string[] = n <= 16 ? new Array<string>(n) : [];
+  for (let i = 0; i < n; i++) recipients[i] = r.str();
   const flags = r.u8();
   if (flags & ~0x3f) throw new DecodeError('unknown COMMIT flags');
-  const params: CommitParams = { smtputf8: (flags & 8) !== 0 };
-  if (flags & 1) params.size = r.u64();
-  if (flags & 2) params.body = flags & 4 ? '8BITMIME' : '7BIT';
-  else if (flags & 4) throw new DecodeError('BODY flag without BODY parameter');
+  const params = decodeParams(r, flags);
   const clientIp = r.str();
   const helo = r.str();
   const size = r.u64();
@@ -304,6 +305,16 @@ function decodeCommit(r: Reader): CommitRecord {
   if (flags & 0x10) rec.finishes = r.id();
   if (flags & 0x20) rec.snapshot = decodeSnapshot(r, n);
   return rec;
+}
+
+/** One object literal per combination, so each params object has its final shape at once (no out-of-object properties). */
+function decodeParams(r: Reader, flags: number): CommitParams {
+  const smtputf8 = (flags & 8) !== 0;
+  const size = flags & 1 ? r.u64() : undefined;
+  if (!(flags & 2) && flags & 4) throw new DecodeError('BODY flag without BODY parameter');
+  const body = flags & 2 ? (flags & 4 ? '8BITMIME' : '7BIT') : undefined;
+  if (size === undefined) return body === undefined ? { smtputf8 } : { smtputf8, body };
+  return body === undefined ? { smtputf8, size } : { smtputf8, size, body };
 }
 
 function decodeSnapshot(r: Reader, n: number): CommitSnapshot {

@@ -10,7 +10,7 @@
  * - Transactions whose COMMIT never made it are dropped (their sessions are gone,
  *   and their clients never saw a 250).
  */
-import { scanSegment } from './framing';
+import { walkSegment } from './framing';
 import type { SegmentHeader } from './framing';
 import { apply, dropAllPending, emptyIndex } from './index';
 import type { IndexProblem, QueueIndex } from './index';
@@ -60,9 +60,12 @@ export async function replay(fs: QueueFs, dir: string): Promise<Replay> {
   const report: RecoveryReport = { segments: [], truncated: null, corruptions: [], problems: index.problems, droppedTransactions: 0 };
   let newest: NewestSegment | null = null;
   const sizes = new Map<number, number>();
+  // the next file is read while this one is replayed: decoding, not the disk, should be what recovery waits on
+  let next = prefetch(fs, dir, segments[0]);
   for (let i = 0; i < segments.length; i++) {
     const segment = segments[i] ?? 0;
-    const bytes = await readSegment(fs, dir, segment);
+    const bytes = await next;
+    next = prefetch(fs, dir, segments[i + 1]);
     if (bytes === null) continue; // unlinked by a compactor since readdir
     report.segments.push(segment);
     sizes.set(segment, bytes.length);
@@ -76,6 +79,13 @@ export async function replay(fs: QueueFs, dir: string): Promise<Replay> {
   return { index, report, newest, sizes };
 }
 
+function prefetch(fs: QueueFs, dir: string, segment: number | undefined): Promise<Buffer | null> {
+  if (segment === undefined) return Promise.resolve(null);
+  const p = readSegment(fs, dir, segment);
+  p.catch(() => {}); // handled when awaited; never an unhandled rejection if replay stops first
+  return p;
+}
+
 async function readSegment(fs: QueueFs, dir: string, segment: number): Promise<Buffer | null> {
   try {
     return await fs.readFile(segmentPath(dir, segment));
@@ -86,9 +96,14 @@ async function readSegment(fs: QueueFs, dir: string, segment: number): Promise<B
 }
 
 function replaySegment(index: QueueIndex, report: RecoveryReport, segment: number, bytes: Buffer, isNewest: boolean): NewestSegment {
-  const scan = scanSegment(bytes);
+  const bad: SegmentCorruption[] = [];
+  const scan = walkSegment(bytes, (rec) => {
+    const decoded = decodeRecord(rec.payload);
+    if (decoded.ok) apply(index, decoded.record, { segment, offset: rec.offset, end: rec.end });
+    else if (!decoded.ignorable) bad.push({ segment, offset: rec.offset, bytes: rec.end - rec.offset, reason: decoded.reason });
+  });
   const tornFrom = isNewest ? scan.validEnd : Infinity;
-  const empty = scan.header === null && scan.records.length === 0;
+  const empty = scan.header === null && scan.recordCount === 0;
   for (const c of scan.corruptions) {
     // the newest segment's tail is a crash artifact; so is a header torn at creation
     if (c.offset >= tornFrom || (isNewest && empty)) continue;
@@ -97,14 +112,8 @@ function replaySegment(index: QueueIndex, report: RecoveryReport, segment: numbe
   if (scan.header && scan.header.segment !== segment) {
     report.corruptions.push({ segment, offset: 0, bytes: 0, reason: `header names segment ${scan.header.segment}` });
   }
-  for (const rec of scan.records) {
-    const decoded = decodeRecord(rec.payload);
-    if (decoded.ok) apply(index, decoded.record, { segment, offset: rec.offset, end: rec.end });
-    else if (!decoded.ignorable) {
-      report.corruptions.push({ segment, offset: rec.offset, bytes: rec.end - rec.offset, reason: decoded.reason });
-    }
-  }
-  return { segment, header: scan.header, recordCount: scan.records.length, validEnd: scan.validEnd, size: bytes.length };
+  for (const c of bad) report.corruptions.push(c); // after the scan's own, as before; no spread: there may be many
+  return { segment, header: scan.header, recordCount: scan.recordCount, validEnd: scan.validEnd, size: bytes.length };
 }
 
 /** Where appending resumes: after the newest segment's last complete record (cutting a torn tail off). */

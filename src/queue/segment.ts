@@ -37,10 +37,33 @@ export interface QueueFs {
 export const nodeFs: QueueFs = {
   mkdir: (dir, opts) => fsp.mkdir(dir, opts),
   readdir: (dir) => fsp.readdir(dir),
-  readFile: (file) => fsp.readFile(file),
+  readFile: (file) => readWhole(file),
   open: (file, flags) => fsp.open(file, flags),
   unlink: (file) => fsp.unlink(file),
 };
+
+/**
+ * The whole file with one read call (one thread-pool job), where fs.readFile
+ * takes 512 KiB per event-loop round trip: so recovery can decode one segment
+ * while the next is being read. A file growing meanwhile yields a prefix, as
+ * readFile may too; recovery treats any tail as torn.
+ */
+async function readWhole(file: string): Promise<Buffer> {
+  const fh = await fsp.open(file, 'r');
+  try {
+    const { size } = await fh.stat();
+    const buf = Buffer.allocUnsafe(size);
+    let n = 0;
+    while (n < size) {
+      const { bytesRead } = await fh.read(buf, n, size - n, n);
+      if (bytesRead === 0) break;
+      n += bytesRead;
+    }
+    return n < size ? buf.subarray(0, n) : buf;
+  } finally {
+    await fh.close();
+  }
+}
 
 const SEGMENT_NAME = /^(\d{8,10})\.log$/;
 
