@@ -3,6 +3,7 @@
  * and for the SMTP smuggling defences (CVE-2023-51764/51765/51766): only CRLF "." CRLF
  * ends the data, under any chunking, and every bare CR or LF is flagged.
  */
+import { splitAt as chunk } from './helpers/chunks';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DataDecoder, DataEncoder, encodeData } from '../src/smtp/data-decoder';
@@ -49,17 +50,6 @@ function stuffing(content: Buffer): number {
   return n;
 }
 
-/** Splits buf at the given cut points (any order, duplicates allowed: empty chunks are valid input). */
-function chunk(buf: Buffer, cuts: number[]): Buffer[] {
-  const at = cuts.map((c) => c % (buf.length + 1)).sort((x, y) => x - y);
-  const parts: Buffer[] = [];
-  let prev = 0;
-  for (const c of [...at, buf.length]) {
-    parts.push(buf.subarray(prev, c));
-    prev = c;
-  }
-  return parts;
-}
 
 interface Run {
   end: number; // global index just past the terminator, or -1

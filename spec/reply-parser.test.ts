@@ -5,6 +5,7 @@
  * bounds that keep a hostile server from growing our memory, and no throw on
  * any input.
  */
+import { splitAt } from './helpers/chunks';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { renderReply, type Reply } from '../src/smtp/reply';
@@ -17,16 +18,6 @@ function parse(...chunks: (string | Buffer)[]): ReplyEvent[] {
   return chunks.flatMap((c) => p.push(typeof c === 'string' ? b(c) : c));
 }
 
-function splitAt(buf: Buffer, cuts: readonly number[]): Buffer[] {
-  const at = cuts.map((c) => c % (buf.length + 1)).sort((x, y) => x - y);
-  const parts: Buffer[] = [];
-  let prev = 0;
-  for (const c of [...at, buf.length]) {
-    parts.push(buf.subarray(prev, c));
-    prev = c;
-  }
-  return parts;
-}
 
 const replyOf = (code: number, enhanced: string | undefined, ...lines: string[]): ReplyEvent => ({
   type: 'reply',

@@ -9,9 +9,9 @@
  * output to itself and uses a listen backlog of 64, which drops connections
  * at 100 concurrent sessions; hence this wrapper. Stopped by its own pid.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { connect } from 'node:net';
+import { spawn } from 'node:child_process';
 import { smtpSinkBinary } from '../../test/helpers/sink';
+import { listening, stopChild } from '../../test/helpers/child';
 
 export interface CountingSink {
   readonly host: string;
@@ -66,31 +66,3 @@ async function waitForCount(count: () => number, n: number, stallMs: number, sig
   return true;
 }
 
-async function listening(host: string, port: number, child: ChildProcess): Promise<boolean> {
-  for (const end = Date.now() + 5000; Date.now() < end; ) {
-    if (child.exitCode !== null) return false;
-    const ok = await new Promise<boolean>((res) => {
-      const s = connect({ host, port }, () => {
-        s.destroy();
-        res(true);
-      });
-      s.once('error', () => res(false));
-    });
-    if (ok) return true;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  return false;
-}
-
-/** SIGTERM to this child's pid, SIGKILL after 2 s. */
-export function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const kill = setTimeout(() => child.kill('SIGKILL'), 2000);
-    child.once('exit', () => {
-      clearTimeout(kill);
-      resolve();
-    });
-    child.kill('SIGTERM');
-  });
-}

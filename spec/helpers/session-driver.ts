@@ -12,6 +12,8 @@
  * the commit), and no transaction hands the
  * queue more than max_message_size octets.
  */
+import { splitAt } from './chunks';
+export { splitAt };
 import fc from 'fast-check';
 import { assertNever } from '../../src/smtp/assert-never';
 import { renderReply, type Reply } from '../../src/smtp/reply';
@@ -215,17 +217,6 @@ function toBuffer(c: Input): Buffer {
 // ---------------------------------------------------------------------------
 // Byte streams and chunking
 
-/** Splits buf at the given cut points (any order, duplicates allowed: empty chunks are valid input). */
-export function splitAt(buf: Buffer, cuts: readonly number[]): Buffer[] {
-  const at = cuts.map((c) => c % (buf.length + 1)).sort((x, y) => x - y);
-  const parts: Buffer[] = [];
-  let prev = 0;
-  for (const c of [...at, buf.length]) {
-    parts.push(buf.subarray(prev, c));
-    prev = c;
-  }
-  return parts;
-}
 
 export function oneByteChunks(buf: Buffer): Buffer[] {
   return [...buf].map((b) => Buffer.from([b]));

@@ -17,12 +17,13 @@
  *   second, plain dnsmasq whose unsigned answers fail validation (BOGUS),
  *   so the client gets SERVFAIL.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
 import { promises as dns } from 'node:dns';
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { delimiter, join } from 'node:path';
+import { stopChild } from './child';
 
 export interface DnsZone {
   /** Zones dnsmasq answers alone: unknown names under them are NXDOMAIN. */
@@ -176,18 +177,6 @@ async function waitServing(port: number): Promise<true | false> {
   return false;
 }
 
-/** SIGTERM to this child only; SIGKILL if it lingers. */
-function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const kill = setTimeout(() => child.kill('SIGKILL'), 2000);
-    child.once('exit', () => {
-      clearTimeout(kill);
-      resolve();
-    });
-    child.kill('SIGTERM');
-  });
-}
 
 /** A port free for TCP and UDP on 127.0.0.1 (dnsmasq binds both), and on ::1 when asked. */
 async function freePort(ipv6: boolean): Promise<number> {

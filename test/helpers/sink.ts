@@ -10,12 +10,13 @@
  *   end-of-data replies, a silent greeting, and counting connections.
  * Stopped by their own handles (smtp-sink by its pid), never by name.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TLSSocket, createSecureContext } from 'node:tls';
+import { listening, stopChild } from './child';
 
 export const SMTP_SINK = '/usr/sbin/smtp-sink';
 
@@ -89,33 +90,6 @@ function parseDump(dump: string): SinkMessage {
   return { mailArgs, rcptArgs, text: lines.slice(i).join('\n') };
 }
 
-async function listening(host: string, port: number, child: ChildProcess): Promise<boolean> {
-  for (const end = Date.now() + 5000; Date.now() < end; ) {
-    if (child.exitCode !== null) return false;
-    const ok = await new Promise<boolean>((res) => {
-      const s = connect({ host, port }, () => {
-        s.destroy();
-        res(true);
-      });
-      s.once('error', () => res(false));
-    });
-    if (ok) return true;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  return false;
-}
-
-function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const kill = setTimeout(() => child.kill('SIGKILL'), 2000);
-    child.once('exit', () => {
-      clearTimeout(kill);
-      resolve();
-    });
-    child.kill('SIGTERM');
-  });
-}
 
 // ---- the Node peer ----
 
