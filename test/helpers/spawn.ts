@@ -11,6 +11,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { MessageJson } from '../../src/server/control';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const BUNDLE = join(REPO, 'dist', 'petrel.mjs');
@@ -251,15 +252,8 @@ export function runProgram(file: string, args: string[], opts: { cwd?: string; t
   });
 }
 
-/** `queue list --json`, the shape DESIGN.md promises. */
-export interface QueueEntry {
-  id: string;
-  sender: string;
-  size: number;
-  arrived: string;
-  held: boolean;
-  recipients: { address: string; state: string; attempts: number; next_attempt: string | null; last_reply: string | null }[];
-}
+/** `queue list --json`, the shape DESIGN.md promises (the server's own type, so the two cannot drift apart). */
+export type QueueEntry = MessageJson;
 
 export async function queueList(configFile: string, opts: { cwd?: string; bundle?: string } = {}): Promise<QueueEntry[]> {
   const r = await runCli(['queue', 'list', '--json', '--config', configFile], opts);
