@@ -191,6 +191,7 @@ function applyCommit(index: QueueIndex, r: CommitRecord, at: Location): QueueInd
     clientIp: intern(r.clientIp),
     helo: intern(r.helo),
     receivedAt: r.receivedAt,
+    prefixed: r.prefixed === true,
   };
   const segs = touch(index, p.segs, at.segment);
   const entry = new IndexEntry(r.id, envelope, p.chunks, recipientStates(r), r.snapshot?.held ?? false, r.size, r.bodyCrc, segs, commits);

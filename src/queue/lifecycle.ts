@@ -25,7 +25,7 @@ export type RcptOutcome =
   | { kind: 'failed'; reply: string };
 
 export function commitRecord(id: string, env: Envelope, size: number, chunkCount: number, crc: number): CommitRecord {
-  return {
+  const r: CommitRecord = {
     kind: 'commit',
     id,
     receivedAt: env.receivedAt,
@@ -38,6 +38,8 @@ export function commitRecord(id: string, env: Envelope, size: number, chunkCount
     chunkCount,
     bodyCrc: crc >>> 0,
   };
+  if (env.prefixed) r.prefixed = true;
+  return r;
 }
 
 export function rcptRecord(id: string, index: number, o: RcptOutcome, attempts: number): RcptRecord {

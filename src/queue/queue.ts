@@ -29,7 +29,7 @@ import { Unapplied, byArrival, commitRecord, copyRecord, isDue, rcptRecord } fro
 import type { RcptOutcome } from './lifecycle';
 import { lockQueueDir } from './lock';
 import { SharedHandles } from './read-handles';
-import { readEntryBody } from './reader';
+import { readEntryBody, readEntryMessage } from './reader';
 import { MAX_BODY_CHUNK, encodeRecord, isValidId } from './records';
 import type { CommitRecord } from './records';
 import { openTail, replay } from './recovery';
@@ -151,15 +151,21 @@ export class Queue {
     }
   }
 
-  /** Appends the COMMIT; resolves only after the fdatasync that covers it. */
-  commit(id: string, env: Envelope): Promise<void> {
+  /**
+   * Appends the COMMIT; resolves only after the fdatasync that covers it.
+   * `prefix` is header fields known only at end of data (a DKIM-Signature, an
+   * Authentication-Results): stored as the last BODY chunk, delivered first.
+   */
+  commit(id: string, env: Envelope, prefix?: Buffer): Promise<void> {
     const bad = this.unusable();
     if (bad) return Promise.reject(bad);
     if (this.index.messages.has(id) || this.committing.has(id)) return Promise.reject(new Error(`queue id ${id} is already committed`));
+    if (prefix && (prefix.length === 0 || prefix.length > MAX_BODY_CHUNK)) return Promise.reject(new RangeError(`prefix of ${prefix?.length} bytes: 1 to ${MAX_BODY_CHUNK} allowed`));
+    if (prefix) this.appendBody(id, prefix);
     const t = this.txns.get(id) ?? { seq: 0, size: 0, crc: 0 };
     this.txns.delete(id);
     try {
-      this.committer.append(commitRecord(id, env, t.size, t.seq, t.crc));
+      this.committer.append(commitRecord(id, { ...env, prefixed: prefix !== undefined }, t.size, t.seq, t.crc));
     } catch (e) {
       this.committer.forget(id); // an envelope field too long for the codec: its BODY records are garbage
       return Promise.reject(e);
@@ -169,10 +175,10 @@ export class Queue {
   }
 
   /** Enqueues a message made here (a bounce, `petrel sendmail`): BODY chunks + COMMIT, durable on resolve. */
-  async submit(envelope: Envelope, body: Buffer): Promise<string> {
+  async submit(envelope: Envelope, body: Buffer, prefix?: Buffer): Promise<string> {
     const id = this.newId();
     this.appendBody(id, body);
-    await this.commit(id, envelope);
+    await this.commit(id, envelope, prefix);
     return id;
   }
 
@@ -296,9 +302,10 @@ export class Queue {
   }
 
   /** Streams the body; the segments it lies in are kept (pinned) until the stream ends, even if compaction moves the message. */
+  /** The message as delivered: a stored prefix first, then the rest. */
   readBody(id: string): AsyncIterable<Buffer> {
     if (!this.index.messages.has(id)) throw new Error(`no such message: ${id}`);
-    return this.pinnedBody(id);
+    return this.pinnedBody(id, readEntryMessage);
   }
 
   /** segment number → live messages with records in it (for compaction: 0 means the segment is dead). */
@@ -339,12 +346,12 @@ export class Queue {
     return id;
   }
 
-  private async *pinnedBody(id: string): AsyncGenerator<Buffer> {
+  private async *pinnedBody(id: string, read: typeof readEntryBody): AsyncGenerator<Buffer> {
     const entry = this.index.messages.get(id); // the current copy, looked up when reading starts
     if (!entry) throw new Error(`no such message: ${id}`);
     const unpin = this.segments.pin([...new Set(entry.chunks.map((c) => c.segment))]);
     try {
-      yield* readEntryBody(this.handles, entry);
+      yield* read(this.handles, entry);
     } finally {
       unpin();
     }
@@ -370,7 +377,8 @@ export class Queue {
       maxCopyBytes: this.segmentBytes,
       segments: this.segments,
       copyable: (id) => !this.unusable() && this.unapplied.isSettled(id),
-      readBody: (id) => this.readBody(id),
+      // stored order: a copy must keep the prefix chunk last
+      readBody: (id) => this.pinnedBody(id, readEntryBody),
       appendCopy: (entry, chunks) => this.appendCopy(entry, chunks),
       durable: () => this.committer.durable(),
     };

@@ -17,14 +17,44 @@ import type { QueueFile, QueueFs } from './segment';
 import { QueueError } from './types';
 import type { QueuedMessage } from './types';
 
-/** Streams a message's body chunks in order, checking each record and the whole-body CRC. */
-export async function* readEntryBody(handles: SegmentHandles, entry: IndexEntry): AsyncGenerator<Buffer> {
+/** Streams a message's BODY chunks in stored order, checking each record and the whole-body CRC. */
+export function readEntryBody(handles: SegmentHandles, entry: IndexEntry): AsyncGenerator<Buffer> {
+  return readChunks(handles, entry, entry.chunks.length, null);
+}
+
+/**
+ * The message as it is delivered: when the COMMIT says the last chunk is a
+ * prefix (header fields added at end of data), that chunk comes first.
+ */
+export async function* readEntryMessage(handles: SegmentHandles, entry: IndexEntry): AsyncGenerator<Buffer> {
+  const last = entry.chunks.length - 1;
+  if (!entry.envelope.prefixed || last < 0) {
+    yield* readChunks(handles, entry, entry.chunks.length, null);
+    return;
+  }
+  const loc = entry.chunks[last];
+  if (!loc) throw new QueueError('io', `prefix of ${entry.id} has no location`);
+  const lease = await handles.acquire(loc.segment);
+  let prefix: Buffer;
+  try {
+    prefix = await readChunk(lease.fh, loc, entry.id, last);
+  } catch (e) {
+    await lease.release(true);
+    throw e;
+  }
+  await lease.release(false);
+  yield prefix;
+  yield* readChunks(handles, entry, last, prefix);
+}
+
+/** Chunks 0 … count-1; `trailing` (already read) completes the CRC, which covers stored order. */
+async function* readChunks(handles: SegmentHandles, entry: IndexEntry, count: number, trailing: Buffer | null): AsyncGenerator<Buffer> {
   let lease: Lease | null = null;
   let open = -1;
   let crc = 0;
   let failed = false;
   try {
-    for (let seq = 0; seq < entry.chunks.length; seq++) {
+    for (let seq = 0; seq < count; seq++) {
       const loc = entry.chunks[seq];
       if (!loc) break;
       if (!lease || open !== loc.segment) {
@@ -43,6 +73,7 @@ export async function* readEntryBody(handles: SegmentHandles, entry: IndexEntry)
   } finally {
     await lease?.release(failed);
   }
+  if (trailing) crc = crc32Update(crc, trailing);
   if (crc >>> 0 !== entry.bodyCrc >>> 0) throw new QueueError('io', `body of ${entry.id} does not match its COMMIT checksum`);
 }
 
@@ -72,7 +103,7 @@ export async function readQueue(dir: string, fs: QueueFs = nodeFs): Promise<Queu
     readBody(id: string): AsyncIterable<Buffer> {
       const entry = index.messages.get(id);
       if (!entry) throw new Error(`no such message: ${id}`);
-      return readEntryBody(oneShotHandles(fs, dir), entry);
+      return readEntryMessage(oneShotHandles(fs, dir), entry);
     },
   };
 }

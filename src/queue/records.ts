@@ -8,6 +8,8 @@
  *   'C' COMMIT id, receivedAt, sender, recipients (u32 n × string), flags u8,
  *              [SIZE= u64], clientIp, helo, size u64, chunkCount u32, bodyCrc u32,
  *              [finishes: id]                        (flag 0x10)
+ *              (flag 0x40: the last BODY chunk is header fields that
+ *               delivery puts in front: DKIM-Signature, Authentication-Results)
  *              [state: held u8, n × (state u8, attempts u32, rflags u8,
  *                      [nextAttempt u64], [lastReply])] (flag 0x20)
  *   'R' RCPT   id, index u32, outcome u8 (0 delivered | 1 deferred: nextAt u64,
@@ -89,6 +91,8 @@ export interface CommitRecord {
   finishes?: string;
   /** A copy made by compaction: the state to resume with. */
   snapshot?: CommitSnapshot;
+  /** The last BODY chunk is header fields to deliver before the rest (flag 0x40). */
+  prefixed?: true;
 }
 export interface RcptRecord { kind: 'rcpt'; id: string; index: number; outcome: RcptOutcome }
 export interface OpRecord { kind: 'op'; id: string; op: OpName }
@@ -161,7 +165,7 @@ function encodeCommit(w: Writer, r: CommitRecord): Buffer {
   const p = r.params;
   const flags =
     (p.size !== undefined ? 1 : 0) | (p.body !== undefined ? 2 : 0) | (p.body === '8BITMIME' ? 4 : 0) | (p.smtputf8 ? 8 : 0) |
-    (r.finishes !== undefined ? 0x10 : 0) | (r.snapshot !== undefined ? 0x20 : 0);
+    (r.finishes !== undefined ? 0x10 : 0) | (r.snapshot !== undefined ? 0x20 : 0) | (r.prefixed ? 0x40 : 0);
   w.u8(flags);
   if (p.size !== undefined) w.u64(p.size);
   w.str(r.clientIp).str(r.helo).u64(r.size).u32(r.chunkCount).u32(r.bodyCrc);
@@ -294,7 +298,7 @@ function decodeCommit(r: Reader): CommitRecord {
   const recipients: string[] = n <= 16 ? new Array<string>(n) : [];
   for (let i = 0; i < n; i++) recipients[i] = r.str();
   const flags = r.u8();
-  if (flags & ~0x3f) throw new DecodeError('unknown COMMIT flags');
+  if (flags & ~0x7f) throw new DecodeError('unknown COMMIT flags');
   const params = decodeParams(r, flags);
   const clientIp = r.str();
   const helo = r.str();
@@ -304,6 +308,7 @@ function decodeCommit(r: Reader): CommitRecord {
   const rec: CommitRecord = { kind: 'commit', id, receivedAt, sender, recipients, params, clientIp, helo, size, chunkCount, bodyCrc };
   if (flags & 0x10) rec.finishes = r.id();
   if (flags & 0x20) rec.snapshot = decodeSnapshot(r, n);
+  if (flags & 0x40) rec.prefixed = true;
   return rec;
 }
 

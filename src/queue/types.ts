@@ -14,6 +14,8 @@ export interface Envelope {
   helo: string;
   /** ms since the epoch. */
   receivedAt: number;
+  /** Set by the queue: the stored body ends with header fields that delivery puts first (Queue.commit's `prefix`). */
+  prefixed?: boolean;
 }
 
 export type RecipientState = 'queued' | 'deferred' | 'delivered' | 'failed';
