@@ -15,10 +15,10 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-// src/auth: the DKIM and SPF cores are pure too (DNS answers and the clock are given to them).
-const PURE = ['src/smtp', 'src/message', 'src/auth/dkim', 'src/auth/spf'];
+// src/auth: the DKIM, SPF and DMARC cores are pure too (DNS answers, the clock and chance are given to them).
+const PURE = ['src/smtp', 'src/message', 'src/auth/dkim', 'src/auth/spf', 'src/auth/dmarc'];
 /** Single pure modules elsewhere that the core may import (scanned like the rest). */
-const PURE_FILES = ['src/policy/cidr'];
+const PURE_FILES = ['src/policy/cidr', 'src/auth/auth-results', 'src/auth/message-observer', 'src/auth/inbound', 'src/auth/outbound-sign'];
 
 const IO_MODULES = [
   'net', 'tls', 'fs', 'fs/promises', 'dns', 'dns/promises', 'child_process', 'timers', 'timers/promises',
@@ -35,6 +35,7 @@ const FORBIDDEN: readonly [string, RegExp][] = [
   ['Date.now(', /\bDate\s*\.\s*now\s*\(/],
   ['new Date(', /\bnew\s+Date\b/],
   ['performance.now(', /\bperformance\s*\.\s*now\b/],
+  ['Math.random(', /\bMath\s*\.\s*random\b/],
   ['require(', /\brequire\s*\(/],
   ['dynamic import(', /\bimport\s*\(/],
 ];

@@ -46,7 +46,7 @@ export class MemoryQueue implements SessionQueue {
     if (this.open.delete(id)) this.discarded.push(id);
   }
 
-  commit(id: string, env: Envelope): Promise<void> {
+  commit(id: string, env: Envelope, prefix?: Buffer): Promise<void> {
     const failure = this.failNextCommit;
     this.failNextCommit = null;
     if (failure) {
@@ -54,7 +54,7 @@ export class MemoryQueue implements SessionQueue {
       return Promise.reject(failure);
     }
     if (this.messages.has(id)) return Promise.reject(new Error(`queue id ${id} is already committed`));
-    const content = Buffer.concat(this.open.get(id) ?? []);
+    const content = Buffer.concat([...(prefix ? [prefix] : []), ...(this.open.get(id) ?? [])]);
     this.open.delete(id);
     this.messages.set(id, { id, envelope: { ...env, recipients: [...env.recipients] }, content });
     return Promise.resolve();

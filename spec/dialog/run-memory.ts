@@ -98,6 +98,7 @@ export async function runMemory(dialog: Dialog, chunking: Chunking): Promise<Mem
 class MemoryPeer implements DialogPeer, ClientFacts {
   readonly clientIp = CLIENT_IP;
   traceBytes = 0;
+  observer = null;
   private readonly reader = new ReplyReader();
   private readonly replies: WireReply[] = [];
 

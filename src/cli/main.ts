@@ -12,6 +12,7 @@ import { resolveCommand } from './resolve-cmd';
 import { sendmailCommand } from './sendmail-cmd';
 import { serveCommand } from './serve';
 import { USER_USAGE, userCommand } from './user-cmd';
+import { DKIM_USAGE, dkimCommand } from './dkim-cmd';
 
 const VERSION = '0.1.0';
 
@@ -29,6 +30,7 @@ commands:
                                 sendmail-compatible submission of a message read from stdin
   message parse [FILE] [--json] RFC 5322 parse of a message (headers, addresses, date), for debugging
 ${USER_USAGE.join('\n')}
+${DKIM_USAGE.join('\n')}
   version                       print the version
 
 The configuration file comes from --config FILE or PETREL_CONFIG; without either,
@@ -111,6 +113,10 @@ export async function main(argv: string[]): Promise<number> {
     case 'user': {
       const cfg = configOrExit(config);
       return typeof cfg === 'number' ? cfg : userCommand(args, cfg, process.stdin, out, err);
+    }
+    case 'dkim': {
+      const cfg = configOrExit(config);
+      return typeof cfg === 'number' ? cfg : dkimCommand(args, cfg, out, err);
     }
     default:
       err(`petrel: unknown command "${command}"\n${USAGE}`);

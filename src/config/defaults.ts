@@ -41,6 +41,7 @@ export function defaultValues(baseDir: string): Omit<Config, 'source'> {
     maxDeliveryConcurrency: 100,
     destinationConcurrency: 20,
     connectTimeout: 30,
+    dnsTimeout: 3,
     maxMessageSize: LIMITS.maxMessageSize,
     // RFC 5321 §4.5.3.1.8: at least 100 recipients per transaction.
     maxRecipients: LIMITS.maxRecipients,
@@ -69,6 +70,9 @@ export function defaultValues(baseDir: string): Omit<Config, 'source'> {
     logLevel: 'info',
     queueFsync: true,
     // Off by default: it costs a DNS lookup per MAIL FROM, and RFC 7505 makes it a MAY.
+    authChecks: true,
+    // Tagging a failure loses no mail while honouring the domain's wish; rejecting is an explicit choice.
+    dmarcEnforcement: 'quarantine',
     rejectNullMxSender: false,
     queueOnly: false,
   };

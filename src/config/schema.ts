@@ -43,6 +43,8 @@ export interface Config {
   destinationConcurrency: number;
   /** Seconds to wait for an outbound TCP connection. */
   connectTimeout: number;
+  /** Seconds one DNS query waits for its first answer (retried once, doubling): MX, SPF, DKIM keys, DMARC. */
+  dnsTimeout: number;
   maxMessageSize: number;
   maxRecipients: number;
   maxConnections: number;
@@ -72,6 +74,10 @@ export interface Config {
   /** How local mailboxes are written: Maildir here, or handed to an LMTP server (RFC 2033). */
   localTransport: LocalTransportSetting;
   dkimSign: DkimSign[];
+  /** Check SPF, DKIM and DMARC on mail from untrusted, unauthenticated clients; add Authentication-Results (RFC 8601). */
+  authChecks: boolean;
+  /** What a DMARC failure under the domain's policy does: reject (550 5.7.1 for p=reject), quarantine (a header tag), or none (recorded only). */
+  dmarcEnforcement: 'reject' | 'quarantine' | 'none';
   logLevel: LogLevel;
   /** false only for benchmark analysis: acknowledged mail can be lost in a crash. */
   queueFsync: boolean;
@@ -121,6 +127,7 @@ export function schema(baseDir: string): Schema {
     maxDeliveryConcurrency: { key: 'max_delivery_concurrency', parse: v.positiveInt, format: num },
     destinationConcurrency: { key: 'destination_concurrency', parse: v.positiveInt, format: num },
     connectTimeout: { key: 'connect_timeout', parse: v.duration, format: v.formatDuration },
+    dnsTimeout: { key: 'dns_timeout', parse: v.duration, format: v.formatDuration },
     maxMessageSize: { key: 'max_message_size', parse: v.size, format: v.formatSize },
     maxRecipients: { key: 'max_recipients', parse: v.positiveInt, format: num },
     maxConnections: { key: 'max_connections', parse: v.positiveInt, format: num },
@@ -144,6 +151,8 @@ export function schema(baseDir: string): Schema {
       parse: v.listOf(v.dkimSignIn(baseDir)),
       format: list((d) => `${d.domain}:${d.selector}:${d.keyFile}`),
     },
+    authChecks: { key: 'auth_checks', parse: v.yesNo, format: (b) => (b ? 'yes' : 'no') },
+    dmarcEnforcement: { key: 'dmarc_enforcement', parse: v.oneOf(['reject', 'quarantine', 'none'] as const), format: str },
     logLevel: { key: 'log_level', parse: v.oneOf(['debug', 'info', 'warn', 'error'] as const), format: str },
     queueFsync: { key: 'queue_fsync', parse: v.yesNo, format: (b) => (b ? 'yes' : 'no') },
     rejectNullMxSender: { key: 'reject_null_mx_sender', parse: v.yesNo, format: (b) => (b ? 'yes' : 'no') },

@@ -20,6 +20,7 @@ export function validate(c: Config, lines: Lines, file: string): void {
   checkDomains(c, fail);
   checkListeners(c, lines, fail);
   checkRelayAuth(c, fail);
+  if (c.dnsTimeout < 1) fail('dnsTimeout', 'dns_timeout must be at least 1s');
   for (const d of c.dkimSign) {
     const problem = unreadable(d.keyFile);
     if (problem) fail('dkimSign', `cannot read DKIM key ${d.keyFile} for ${d.domain}: ${problem}`);

@@ -15,6 +15,7 @@ import { R, renderReply } from '../smtp/reply';
 import { ServerSession } from '../smtp/server-session';
 import type { Decision, Output, Question, SessionConfig } from '../smtp/session-types';
 import { decide, type ClientFacts, type DecisionContext } from './decisions';
+import type { MessageObserver } from '../auth/message-observer';
 
 
 export interface ConnectionOptions {
@@ -36,6 +37,7 @@ export class Connection implements ClientFacts {
   readonly clientIp: string;
   readonly trusted: boolean;
   traceBytes = 0;
+  observer: MessageObserver | null = null;
   private readonly session: ServerSession;
   readonly log: Logger;
   private socket: Socket;
@@ -145,9 +147,11 @@ export class Connection implements ClientFacts {
       case 'reply':
         return { text: text + renderReply(o.reply) };
       case 'body':
-        this.opts.decisions.queue.appendBody(o.id, o.data);
+        if (this.observer) for (const b of this.observer.push(o.data)) this.opts.decisions.queue.appendBody(o.id, b);
+        else this.opts.decisions.queue.appendBody(o.id, o.data);
         return { text };
       case 'abort':
+        this.observer = null;
         this.opts.decisions.queue.discard(o.id);
         this.log.info('aborted', { id: o.id, reason: o.reason });
         return { text };

@@ -16,6 +16,8 @@ import { formatPath } from '../smtp/path';
 import { R, reply, type Reply } from '../smtp/reply';
 import type { Decision, Question, Transaction } from '../smtp/session-types';
 import type { Logger } from '../observe/log';
+import type { MessageObserver } from '../auth/message-observer';
+import type { EndOfData, MessageAuth } from './message-auth';
 
 /** The part of the queue a session needs (the real Queue, or an in-memory one in tests). */
 export interface SessionQueue {
@@ -24,7 +26,7 @@ export interface SessionQueue {
   newId(): string;
   appendBody(id: string, chunk: Buffer): void;
   discard(id: string): void;
-  commit(id: string, env: Envelope): Promise<void>;
+  commit(id: string, env: Envelope, prefix?: Buffer): Promise<void>;
 }
 
 export interface DecisionContext {
@@ -39,6 +41,8 @@ export interface DecisionContext {
   readonly auth?: AuthContext;
   /** Local recipient verification (delivery/local.ts LocalDirectory.verify): null accepts, a reply refuses. */
   readonly verifyRecipient?: (address: string) => Promise<Reply | null>;
+  /** DKIM signing and SPF/DKIM/DMARC checks (message-auth.ts); absent: neither. */
+  readonly messageAuth?: MessageAuth;
 }
 
 export interface AuthContext {
@@ -63,6 +67,8 @@ export interface ClientFacts {
   tlsInfo(): { version: string; cipher: string } | undefined;
   /** Octets of the trace field prepended to the current transaction, so logged sizes match `queue list`. */
   traceBytes: number;
+  /** Watches the current transaction's message for signing or checking; body chunks go through it. */
+  observer: MessageObserver | null;
 }
 
 export function decide(q: Question, ctx: DecisionContext, client: ClientFacts): Decision | Promise<Decision> {
@@ -162,6 +168,7 @@ function open(id: string | null, txn: Transaction, ctx: DecisionContext, client:
   const trace = buildReceived(receivedInfo(id, txn, ctx, client));
   client.traceBytes = trace.length;
   ctx.queue.appendBody(id, trace);
+  client.observer = ctx.messageAuth?.begin(client) ?? null;
   return { accept: true };
 }
 
@@ -187,15 +194,22 @@ function withKeyword(txn: Transaction, auth: boolean): ReceivedInfo['protocol'] 
 }
 
 async function commit(id: string, txn: Transaction, size: number, ctx: DecisionContext, client: ClientFacts): Promise<Decision> {
+  const auth = await endOfData(id, txn, ctx, client);
+  if (auth.kind === 'reject') {
+    ctx.queue.discard(id);
+    client.log.info('reject', { id, reply: auth.reply });
+    return { accept: false, reply: auth.reply };
+  }
   try {
-    await ctx.queue.commit(id, {
+    const env: Envelope = {
       sender: txn.sender,
       recipients: [...txn.recipients],
       params: { size: txn.mail.size, body: txn.mail.body, smtputf8: txn.mail.smtputf8 },
       clientIp: client.clientIp,
       helo: txn.helo,
       receivedAt: Date.now(),
-    });
+    };
+    await ctx.queue.commit(id, env, auth.prefix ?? undefined);
   } catch (err) {
     // Never acknowledge what is not durable: a failed write or fsync is a temporary refusal.
     const full = err instanceof QueueError && err.code === 'storage-full';
@@ -203,6 +217,18 @@ async function commit(id: string, txn: Transaction, size: number, ctx: DecisionC
     client.log.error('queue-error', { id, error: err, reply: r });
     return { accept: false, reply: r };
   }
-  client.log.info('queued', { id, size: size + client.traceBytes, from: txn.sender, to: txn.recipients, client: client.clientIp });
+  const stored = size + client.traceBytes + (auth.prefix?.length ?? 0);
+  client.log.info('queued', { id, size: stored, from: txn.sender, to: txn.recipients, client: client.clientIp });
   return { accept: true, reply: reply(250, '2.0.0', `Ok: queued as ${id}`) };
+}
+
+/** Flushes the observer's held header section into the queue, then signs or checks (message-auth.ts). */
+async function endOfData(id: string, txn: Transaction, ctx: DecisionContext, client: ClientFacts): Promise<EndOfData> {
+  const observer = client.observer;
+  client.observer = null;
+  if (!observer || !ctx.messageAuth) return { kind: 'accept', prefix: null, log: null };
+  for (const chunk of observer.end()) ctx.queue.appendBody(id, chunk);
+  const result = await ctx.messageAuth.finish(observer, { clientIp: client.clientIp, helo: txn.helo, mailFrom: txn.sender });
+  if (result.log) client.log.info('sender-auth', { id, ...result.log });
+  return result;
 }

@@ -178,7 +178,7 @@ describe('local delivery to Maildirs', () => {
 describe('recipient verification at RCPT time', () => {
   const client: ClientFacts = {
     clientIp: '192.0.2.9', log: createLogger({ write: () => undefined }), trusted: false, authenticated: false,
-    tlsInfo: () => undefined, traceBytes: 0,
+    tlsInfo: () => undefined, traceBytes: 0, observer: null,
   };
   const rcpt = async (address: string) => {
     const parsed = parseRcptArgs(`TO:<${address}>`, { smtputf8: false });

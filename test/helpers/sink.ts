@@ -145,9 +145,11 @@ export async function startPeer(host: string, port: number, opts: PeerOptions = 
     new PeerSession(s, count, opts, messages, commands);
   });
   await new Promise<void>((res, rej) => server.once('error', rej).listen(port, host, () => res()));
+  const bound = server.address();
   return {
     host,
-    port,
+    // port 0: the one the kernel picked
+    port: typeof bound === 'object' && bound ? bound.port : port,
     connections: () => count,
     messages,
     commands,

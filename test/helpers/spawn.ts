@@ -40,7 +40,7 @@ export type Settings = Record<string, string | number>;
 /** Loopback only, port 0 (the kernel picks a free port), a local domain the tests write to, where every local
  *  part exists (catch-all). queue_only: these servers receive and queue; tests of delivery turn it off. Should one
  *  deliver anyway, mail for other domains goes to a smart host on a closed loopback port (discard, 9), so no test
- *  can send a DNS query or a connection off this machine. */
+ *  can send a DNS query or a connection off this machine (auth_checks = no for the same reason). */
 const DEFAULTS: Settings = {
   hostname: 'mx.petrel.test',
   listen: '127.0.0.1:0',
@@ -49,6 +49,8 @@ const DEFAULTS: Settings = {
   catch_all: 'example.test:postmaster',
   queue_only: 'yes',
   relay_host: '[127.0.0.1]:9',
+  // SPF/DKIM/DMARC checks of untrusted clients query DNS; their tests turn them on with dns_servers set.
+  auth_checks: 'no',
 };
 
 /** Every child started here and not yet exited, so afterAll can stop what a failed test left. */
