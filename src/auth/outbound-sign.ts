@@ -12,7 +12,7 @@
  */
 import { signMessage } from './dkim/sign';
 import { keyForDomain, type SigningKey } from './dkim/keys';
-import type { ObservedMessage } from './message-observer';
+import { MessageObserver, type ObservedMessage } from './message-observer';
 
 export type SignOutcome = { readonly field: Buffer; readonly domain: string; readonly selector: string } | { readonly skip: string };
 
@@ -47,4 +47,14 @@ function authorDomain(observed: ObservedMessage): string | { skip: string } {
   if (first === undefined) return { skip: 'no domain in the From field' };
   if (rest.length > 0) return { skip: `several From domains: ${observed.fromDomains.join(', ')}` };
   return first;
+}
+
+/** The signature for a whole message in hand (one made on this host, e.g. by `petrel sendmail`). */
+export function signWhole(message: Buffer, keys: readonly SigningKey[], now: number): SignOutcome {
+  if (keys.length === 0) return { skip: 'no DKIM keys configured' };
+  const observer = new MessageObserver({ authservId: '', sign: true, verify: false });
+  observer.push(message);
+  observer.end();
+  const observed = observer.observed;
+  return observed ? signObserved(observed, keys, now) : { skip: 'header section too large' };
 }

@@ -9,7 +9,7 @@
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { Queue } from '../queue/queue';
-import { controlSocketPath, performRequest, type ControlRequest, type ControlResponse } from '../server/control';
+import { controlSocketPath, performRequest, type ControlQueue, type ControlRequest, type ControlResponse } from '../server/control';
 
 /** How long the CLI waits for the server's answer. */
 export const CONTROL_CLIENT_TIMEOUT_MS = 15_000;
@@ -91,7 +91,7 @@ export type Sent = { res: ControlResponse; direct: boolean } | { unavailable: st
  * holds the queue after all (starting, or its socket removed): never write
  * beside it. The same fallback as `petrel queue hold|release|...`.
  */
-export async function requestOrDirect(dataDir: string, req: ControlRequest): Promise<Sent> {
+export async function requestOrDirect(dataDir: string, req: ControlRequest, direct: (queue: Queue) => ControlQueue | Promise<ControlQueue> = (q) => q): Promise<Sent> {
   try {
     return { res: await controlRequest(dataDir, req), direct: false };
   } catch (e) {
@@ -105,7 +105,7 @@ export async function requestOrDirect(dataDir: string, req: ControlRequest): Pro
       throw e2;
     }
     try {
-      return { res: await performRequest(queue, req), direct: true };
+      return { res: await performRequest(await direct(queue), req), direct: true };
     } finally {
       await queue.close();
     }

@@ -43,6 +43,8 @@ import { DefectList, HeaderParser, MAX_HEADER_BYTES, type HeaderField } from '..
 import { BAD_MESSAGE, BAD_RECIPIENT, parseSubmit, type SubmitRequest } from '../server/control';
 import { parsePath } from '../smtp/path';
 import { requestOrDirect } from './control-client';
+import { loadSigningKeys } from '../auth/load-keys';
+import { signingQueue } from '../server/message-auth';
 
 type Print = (s: string) => void;
 
@@ -85,7 +87,8 @@ export async function sendmailCommand(args: string[], cfg: Config, stdin: AsyncI
     const req = prepare(input, opts, cfg, who ?? { user: currentUser(), now: new Date() });
     const checked = parseSubmit(req, cfg.maxMessageSize);
     if (typeof checked === 'string') throw new Exit(statusOf(checked), checked);
-    const sent = await requestOrDirect(cfg.dataDir, checked);
+    // With no server, sign here as the server would (message-auth.ts): the same keys, the same fields.
+    const sent = await requestOrDirect(cfg.dataDir, checked, async (queue) => signingQueue(queue, await loadSigningKeys(cfg.dkimSign), null));
     if ('unavailable' in sent) throw new Exit(EX_TEMPFAIL, sent.unavailable);
     if (!sent.res.ok) throw new Exit(statusOf(sent.res.error), sent.res.error);
     if (opts.verbose) out(`${sent.res.id ?? ''}${sent.direct ? ' (server not running: queued directly)' : ''}\n`);

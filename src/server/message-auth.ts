@@ -14,7 +14,10 @@ import { renderAuthResults } from '../auth/auth-results';
 import type { SigningKey } from '../auth/dkim/keys';
 import { evaluateInbound, rejectReply, type InboundDns } from '../auth/inbound';
 import { MessageObserver } from '../auth/message-observer';
-import { signObserved } from '../auth/outbound-sign';
+import { signObserved, signWhole, type SignOutcome } from '../auth/outbound-sign';
+import type { Queue } from '../queue/queue';
+import type { ControlQueue } from './control';
+import type { Logger } from '../observe/log';
 import { R, type Reply } from '../smtp/reply';
 
 /** The whole inbound check (SPF's ten lookups, every DKIM key, DMARC) ends within this. */
@@ -60,15 +63,6 @@ export class MessageAuth {
     return observer;
   }
 
-  /** A whole message made on this host (`petrel sendmail`): the signature to store in front, if a key applies. */
-  signWhole(message: Buffer): { prefix: Buffer | null; log: Record<string, unknown> | null } {
-    if (this.cfg.keys.length === 0) return { prefix: null, log: null };
-    const observer = new MessageObserver({ authservId: this.cfg.authservId, sign: true, verify: false });
-    observer.push(message);
-    observer.end();
-    return this.sign(observer);
-  }
-
   /** After observer.end(): what to store in front of the message, or a refusal. */
   async finish(observer: MessageObserver, facts: SenderFacts): Promise<EndOfData> {
     if (this.signers.has(observer)) return { kind: 'accept', ...this.sign(observer) };
@@ -78,9 +72,7 @@ export class MessageAuth {
   private sign(observer: MessageObserver): { prefix: Buffer | null; log: Record<string, unknown> } {
     const observed = observer.observed;
     if (!observed) return { prefix: null, log: { dkim: 'not signed: header section too large' } };
-    const s = signObserved(observed, this.cfg.keys, Math.floor(this.cfg.now() / 1000));
-    if ('skip' in s) return { prefix: null, log: { dkim: `not signed: ${s.skip}` } };
-    return { prefix: s.field, log: { dkim: 'signed', d: s.domain, s: s.selector } };
+    return signedLog(signObserved(observed, this.cfg.keys, Math.floor(this.cfg.now() / 1000)));
   }
 
   private async check(observer: MessageObserver, facts: SenderFacts): Promise<EndOfData> {
@@ -131,4 +123,26 @@ function withDeadline<T>(p: Promise<T>, ms: number): Promise<T | null> {
     timer = setTimeout(() => resolve(null), ms);
   });
   return Promise.race([p.catch(() => null), deadline]).finally(() => clearTimeout(timer));
+}
+
+function signedLog(s: SignOutcome): { prefix: Buffer | null; log: Record<string, unknown> } {
+  if ('skip' in s) return { prefix: null, log: { dkim: `not signed: ${s.skip}` } };
+  return { prefix: s.field, log: { dkim: 'signed', d: s.domain, s: s.selector } };
+}
+
+/**
+ * The queue as the control socket (or `petrel sendmail` without a server)
+ * sees it: a locally submitted message is the host's own mail, so it is
+ * DKIM-signed like mail from a trusted client.
+ */
+export function signingQueue(queue: Queue, keys: readonly SigningKey[], log: Logger | null, now: () => number = Date.now): ControlQueue {
+  return {
+    operate: (id, op) => queue.operate(id, op),
+    list: () => queue.list(),
+    submit: async (envelope, body) => {
+      const signed = keys.length > 0 ? signedLog(signWhole(body, keys, Math.floor(now() / 1000))) : null;
+      if (signed) log?.info('sender-auth', { ...signed.log, via: 'sendmail' });
+      return queue.submit(envelope, body, signed?.prefix ?? undefined);
+    },
+  };
 }

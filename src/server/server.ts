@@ -23,9 +23,10 @@ import { Delivery } from '../delivery/scheduler';
 import { createResolver, type MxResolver } from '../dns/resolver';
 import { createAuthDns } from '../dns/auth-dns';
 import { loadSigningKeys } from '../auth/load-keys';
-import { MessageAuth } from './message-auth';
+import type { SigningKey } from '../auth/dkim/keys';
+import { MessageAuth, signingQueue } from './message-auth';
 import { ConnectionLimits } from './conn-limits';
-import { ControlServer, type ControlQueue } from './control';
+import { ControlServer } from './control';
 import { Connection, normalizeIp } from './connection';
 import type { AuthContext } from './decisions';
 
@@ -64,6 +65,8 @@ export class PetrelServer {
   private readonly resolver: MxResolver;
   /** DKIM signing and inbound SPF/DKIM/DMARC checks; set in start() once the keys are read. */
   private messageAuth: MessageAuth | null = null;
+  /** dkim_sign keys, read once at start. */
+  private keys: SigningKey[] = [];
   /** Called after an operator's `queue flush`: the delivery scheduler's wake-up, once one is attached. */
   onFlush: () => void = () => undefined;
 
@@ -80,24 +83,6 @@ export class PetrelServer {
     this.local = LocalDelivery.fromConfig(cfg, { users: this.users, log });
     this.auth = this.tlsContext ? authContext(cfg, this.users) : null;
     this.resolver = createResolver({ servers: cfg.dnsServers, self: [cfg.hostname], timeoutMs: cfg.dnsTimeout * 1000 });
-  }
-
-  /**
-   * The queue as the control socket sees it: `petrel sendmail` is the local
-   * user's own mail, so it is DKIM-signed like mail from a trusted client.
-   */
-  private signingQueue(): ControlQueue {
-    const queue = this.queue;
-    const auth = this.messageAuth;
-    return {
-      operate: (id, op) => queue.operate(id, op),
-      list: () => queue.list(),
-      submit: async (envelope, body) => {
-        const signed = auth?.signWhole(body) ?? null;
-        if (signed?.log) this.log.info('sender-auth', { ...signed.log, via: 'sendmail' });
-        return queue.submit(envelope, body, signed?.prefix ?? undefined);
-      },
-    };
   }
 
   /** Some connection stopped reading because the queue's write backlog is high: wake it when the queue drains. */
@@ -119,14 +104,15 @@ export class PetrelServer {
     log.info('queue-open', { dir: join(cfg.dataDir, 'queue'), messages: queue.list().length, recovery: report });
     const server = new PetrelServer(cfg, queue, log);
     try {
-      server.messageAuth = await createMessageAuth(cfg, log);
+      server.keys = await loadKeys(cfg, log);
+      server.messageAuth = createMessageAuth(cfg, server.keys);
       // queue_only: accept and queue, deliver nothing (maintenance; the queue is delivered once it is off).
       const deliver = opts.delivery !== false && !cfg.queueOnly;
       const delivery = deliver ? Delivery.start({ cfg, queue, log, resolver: server.resolver, local: server.local }) : null;
       if (!deliver) log.info('delivery-off', { reason: cfg.queueOnly ? 'queue_only = yes' : 'disabled by the caller' });
       server.delivery = delivery;
       server.onFlush = () => delivery?.wake();
-      server.control = await ControlServer.start({ dataDir: cfg.dataDir, queue: server.signingQueue(), log, onFlush: () => server.onFlush() });
+      server.control = await ControlServer.start({ dataDir: cfg.dataDir, queue: signingQueue(queue, server.keys, log), log, onFlush: () => server.onFlush() });
       server.compactTimer = setInterval(() => void server.compact(), COMPACT_EVERY_MS).unref();
       for (const ep of cfg.listen) await server.listen('smtp', ep);
       for (const ep of cfg.listenSubmission) await server.listen('submission', ep);
@@ -287,13 +273,17 @@ function sleep(ms: number): Promise<void> {
 }
 
 /** Signing keys are read once at start: an unreadable or too weak key stops the server with the reason. */
-async function createMessageAuth(cfg: Config, log: Logger): Promise<MessageAuth | null> {
+async function loadKeys(cfg: Config, log: Logger): Promise<SigningKey[]> {
   const keys = await loadSigningKeys(cfg.dkimSign);
   for (const k of keys) {
     // RFC 8301 §3.2: 1024 bits is the floor for verifiers; signers SHOULD use at least 2048.
     if (k.algorithm === 'rsa-sha256' && k.bits < 2048) log.warn('dkim-weak-key', { domain: k.domain, selector: k.selector, bits: k.bits });
     log.info('dkim-key', { domain: k.domain, selector: k.selector, algorithm: k.algorithm, bits: k.bits });
   }
+  return keys;
+}
+
+function createMessageAuth(cfg: Config, keys: readonly SigningKey[]): MessageAuth | null {
   if (keys.length === 0 && !cfg.authChecks) return null;
   return new MessageAuth({
     authservId: cfg.hostname,

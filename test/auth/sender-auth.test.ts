@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDnsZone, type DnsZoneServer } from '../helpers/dnsmasq';
 import { startPeer, type Peer } from '../helpers/sink';
 import { RawSmtp, dataBlock, queuedId, type SmtpReply } from '../helpers/smtp-raw';
-import { cleanup, queueShowText, runCli, startPetrel, tempDir, type PetrelProcess } from '../helpers/spawn';
+import { BUNDLE, cleanup, queueShowText, runCli, runProgram, startPetrel, tempDir, writeConfig, type PetrelProcess } from '../helpers/spawn';
 
 const PY = '/usr/bin/python3';
 const hasDkimpy = spawnSync(PY, ['-c', 'import dkim'], { stdio: 'ignore' }).status === 0;
@@ -154,6 +154,29 @@ describe('outbound DKIM signing', () => {
     expect(ar).toMatch(/dkim=fail /);
     expect(ar).toMatch(/spf=pass /);
     expect(ar).toMatch(/dmarc=pass /);
+  });
+});
+
+describe('petrel sendmail is signed too', () => {
+  const local = (subject: string) => `From: alice@${SIGNER}\nTo: someone@remote.test\nSubject: ${subject}\n\nfrom cron\n`;
+
+  it('through the running server', async () => {
+    const before = peer.messages.length;
+    const r = await runProgram(process.execPath, [BUNDLE, 'sendmail', '-t', '--config', signer.configFile], { input: local('via control socket') });
+    expect(r.status).toBe(0);
+    const t0 = Date.now();
+    while (peer.messages.length === before && Date.now() - t0 < 15_000) await new Promise((res) => setTimeout(res, 50));
+    expect(peer.messages[before]?.data.toString('latin1')).toMatch(/^DKIM-Signature: v=1; a=rsa-sha256; c=relaxed\/relaxed; d=good\.test;/);
+  });
+
+  it('with no server running, queued directly, signed the same way', async () => {
+    const dir = tempDir('petrel-sendmail-dkim-');
+    const conf = writeConfig(dir, { dkim_sign: `${SIGNER}:${SELECTOR}:${join(signer.dir, 'dkim.key')}` });
+    const r = await runProgram(process.execPath, [BUNDLE, 'sendmail', '-t', '-v', '--config', conf], { input: local('queued directly'), cwd: dir });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/queued directly/);
+    const id = r.stdout.trim().split(/\s/)[0] ?? '';
+    expect(await queueShowText(conf, id)).toMatch(/^DKIM-Signature: v=1; a=rsa-sha256;/);
   });
 });
 
