@@ -99,6 +99,16 @@ const run = (observed: ObservedMessage | null, facts: InboundFacts, zone: Zone, 
   evaluateInbound(observed, facts, fakeDns(zone), random === undefined ? { enforcement } : { enforcement, random });
 
 describe('results', () => {
+  it('no DMARC record (NXDOMAIN, NODATA) is dmarc=none, not temperror', async () => {
+    const nobody = 'From: someone@nodmarc.example\r\nSubject: x\r\n\r\nbody\r\n';
+    const facts = { ...FACTS, mailFrom: 'someone@nodmarc.example' };
+    expect((await run(observe(nobody), facts, GOOD)).dmarc?.result).toBe('none');
+    const nodata: Zone = { txt: { '_dmarc.nodmarc.example': { error: 'nodata' } } };
+    expect((await run(observe(nobody), facts, nodata)).dmarc?.result).toBe('none');
+    const temp: Zone = { txt: { '_dmarc.nodmarc.example': { error: 'temp' } } };
+    expect((await run(observe(nobody), facts, temp)).dmarc?.result).toBe('temperror');
+  });
+
   it('spf, dkim and dmarc pass', async () => {
     const v = await run(observe(signedBy(PLAIN)), FACTS, GOOD);
     expect([v.spf.result, v.dkim.map((r) => r.result), v.dmarc?.result, v.action]).toEqual(['pass', ['pass'], 'pass', 'accept']);

@@ -173,7 +173,8 @@ function guardedSpfDns(dns: SpfDns): SpfDns {
 
 async function safeTxt(dns: InboundDns, name: string): Promise<TxtAnswer> {
   const a = await guarded(() => dns.txtJoined(name));
-  return Array.isArray(a) && a.every((s) => typeof s === 'string') ? a : { error: 'temp' };
+  if (!Array.isArray(a)) return a as Exclude<typeof a, readonly unknown[]>; // nxdomain / nodata / temp, as answered
+  return a.every((s) => typeof s === 'string') ? (a as readonly string[]) : { error: 'temp' };
 }
 
 async function runDmarc(observed: ObservedMessage | null, id: SpfIdentity, spf: SpfOutcome, dkim: readonly VerifyResult[], dns: InboundDns, random?: () => number): Promise<DmarcOutcome> {

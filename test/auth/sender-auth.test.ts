@@ -191,6 +191,12 @@ describe('inbound checks', () => {
     expect(checker.events('sender-auth').some((l) => l.action === 'quarantine')).toBe(true);
   });
 
+  it('a domain that publishes nothing: spf=none, dkim=none, dmarc=none, accepted untagged', async () => {
+    const text = await stored(checker, await send(checker, 'carol@example.test', message('carol@example.test', 'no records')));
+    expect(authResults(text)).toMatch(/spf=none .*dkim=none; dmarc=none header\.from=example\.test$/);
+    expect(text).not.toMatch(/X-Spam-Flag/);
+  });
+
   it('the same message is refused with 550 5.7.1 under dmarc_enforcement = reject', async () => {
     const r = await send(rejecter, 'bob@bad.test', message('bob@bad.test', 'forged again'));
     expect(r.code).toBe(550);
