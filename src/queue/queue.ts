@@ -30,6 +30,7 @@ import type { RcptOutcome } from './lifecycle';
 import { lockQueueDir } from './lock';
 import { SharedHandles } from './read-handles';
 import { readEntryBody, readEntryMessage } from './reader';
+import { HOT_BYTES, HOT_MAX_MESSAGE, HotBodies } from './hot-bodies';
 import { MAX_BODY_CHUNK, encodeRecord, isValidId } from './records';
 import type { CommitRecord } from './records';
 import { openTail, replay } from './recovery';
@@ -54,6 +55,8 @@ export interface QueueOptions {
   fsync?: boolean;
   /** Injectable file system, for fault tests. */
   fs?: QueueFs;
+  /** Bytes of recently committed bodies kept in memory for delivery (hot-bodies.ts); 0: always read the log. */
+  hotBytes?: number;
 }
 
 export type OperatorAction = 'hold' | 'release' | 'delete' | 'flush';
@@ -68,6 +71,8 @@ interface Txn {
   seq: number;
   size: number;
   crc: number;
+  /** The chunks as appended, while the message is small enough for the hot cache; null past HOT_MAX_MESSAGE. */
+  hot: Buffer[] | null;
 }
 
 export class Queue {
@@ -85,6 +90,7 @@ export class Queue {
   private readonly segments: SegmentTable;
   private compacting: Promise<CompactionResult> | null = null;
   private readonly handles: SharedHandles;
+  private readonly hot: HotBodies;
 
   private constructor(
     private readonly dir: string,
@@ -100,6 +106,7 @@ export class Queue {
     if (sizes.has(tail.segment)) sizes.set(tail.segment, tail.offset); // a torn tail was cut off
     this.segments = new SegmentTable(sizes);
     this.handles = new SharedHandles(fs, dir);
+    this.hot = new HotBodies(opts.hotBytes ?? HOT_BYTES);
     this.committer = new Committer(
       { fs, dir, segmentBytes: this.segmentBytes, fsync: this.fsync, lowWater: BACKLOG_LOW_WATER, onWritten: (items) => this.applyWritten(items) },
       tail,
@@ -139,9 +146,10 @@ export class Queue {
     if (this.closed || this.committer.failure) return;
     let t = this.txns.get(id);
     if (!t) {
-      t = { seq: 0, size: 0, crc: 0 };
+      t = { seq: 0, size: 0, crc: 0, hot: [] };
       this.txns.set(id, t);
     }
+    if (t.hot) t.hot = t.size + chunk.length <= HOT_MAX_MESSAGE ? (t.hot.push(chunk), t.hot) : null;
     for (let at = 0; at < chunk.length; at += MAX_BODY_CHUNK) {
       const bytes = chunk.subarray(at, at + MAX_BODY_CHUNK);
       this.committer.append({ kind: 'body', id, seq: t.seq, bytes });
@@ -162,8 +170,10 @@ export class Queue {
     if (this.index.messages.has(id) || this.committing.has(id)) return Promise.reject(new Error(`queue id ${id} is already committed`));
     if (prefix && (prefix.length === 0 || prefix.length > MAX_BODY_CHUNK)) return Promise.reject(new RangeError(`prefix of ${prefix?.length} bytes: 1 to ${MAX_BODY_CHUNK} allowed`));
     if (prefix) this.appendBody(id, prefix);
-    const t = this.txns.get(id) ?? { seq: 0, size: 0, crc: 0 };
+    const t = this.txns.get(id) ?? { seq: 0, size: 0, crc: 0, hot: [] };
     this.txns.delete(id);
+    // The message as delivered (prefix first), cached before the fsync so the delivery woken by it finds it.
+    if (t.hot) this.hot.put(id, Buffer.concat(prefix ? [prefix, ...t.hot.slice(0, -1)] : t.hot));
     try {
       this.committer.append(commitRecord(id, { ...env, prefixed: prefix !== undefined }, t.size, t.seq, t.crc));
     } catch (e) {
@@ -171,7 +181,13 @@ export class Queue {
       return Promise.reject(e);
     }
     this.committing.add(id);
-    return this.committer.durable().finally(() => this.committing.delete(id));
+    return this.committer
+      .durable()
+      .catch((e: unknown) => {
+        this.hot.delete(id);
+        throw e;
+      })
+      .finally(() => this.committing.delete(id));
   }
 
   /** Enqueues a message made here (a bounce, `petrel sendmail`): BODY chunks + COMMIT, durable on resolve. */
@@ -274,6 +290,7 @@ export class Queue {
       return Promise.reject(err);
     }
     this.unapplied.mark(id, true);
+    this.hot.delete(id);
     return this.committer.durable().then(() => bounceId);
   }
 
@@ -284,6 +301,7 @@ export class Queue {
     if (!this.index.messages.has(id) || this.unapplied.isFinishing(id)) return Promise.resolve(false);
     this.committer.append({ kind: 'op', id, op });
     this.unapplied.mark(id, op === 'delete');
+    if (op === 'delete') this.hot.delete(id);
     return this.committer.durable().then(() => true);
   }
 
@@ -305,7 +323,8 @@ export class Queue {
   /** The message as delivered: a stored prefix first, then the rest. */
   readBody(id: string): AsyncIterable<Buffer> {
     if (!this.index.messages.has(id)) throw new Error(`no such message: ${id}`);
-    return this.pinnedBody(id, readEntryMessage);
+    const hot = this.hot.get(id);
+    return hot ? once(hot) : this.pinnedBody(id, readEntryMessage);
   }
 
   /** segment number → live messages with records in it (for compaction: 0 means the segment is dead). */
@@ -427,4 +446,8 @@ export class Queue {
       }
     }
   }
+}
+
+async function* once(body: Buffer): AsyncGenerator<Buffer> {
+  yield body;
 }

@@ -46,6 +46,14 @@ async function commitWithPrefix(q: Queue, body: Buffer): Promise<string> {
 }
 
 describe('queue prefix chunk', () => {
+  it('the in-memory copy for delivery has the prefix first too', async () => {
+    const q = await Queue.open(dir());
+    const body = Buffer.from('Subject: hot\r\n\r\nsmall\r\n');
+    const id = await commitWithPrefix(q, Buffer.concat([body, Buffer.alloc(0)]));
+    expect(await readAll(q.readBody(id))).toEqual(Buffer.concat([PREFIX, body]));
+    await q.close();
+  });
+
   it('delivers the prefix first, and the size counts it', async () => {
     const q = await Queue.open(dir());
     const body = bigBody();
@@ -97,7 +105,7 @@ describe('queue prefix chunk', () => {
 
   it('a damaged prefix is never delivered: not while running, not after a restart', async () => {
     const d = dir();
-    const q = await Queue.open(d);
+    const q = await Queue.open(d, { hotBytes: 0 }); // read back from the log, not from the in-memory copy
     const id = await commitWithPrefix(q, Buffer.from('Subject: z\r\n\r\nbody\r\n'));
     const log = readdirSync(d).filter((f) => f.endsWith('.log')).sort()[0] ?? '';
     const bytes = readFileSync(join(d, log));
