@@ -47,6 +47,12 @@ interface Pending {
 
 type Waiter = (p: Pending | null) => void;
 
+/** One worker's connection and its wait (if any) for the next job, so that the connection's close can end the wait. */
+interface IdleSlot {
+  conn: SmtpConnection | null;
+  waiter: Waiter | null;
+}
+
 class Destination {
   readonly jobs: Pending[] = [];
   /** Idle workers waiting for a job (null: close). */
@@ -166,8 +172,9 @@ export class ConnectionPool {
   /** One worker: connect for the first job, then reuse the connection for as long as jobs come. */
   private async work(d: Destination): Promise<void> {
     let conn: SmtpConnection | null = null;
+    const idle: IdleSlot = { conn: null, waiter: null };
     try {
-      for (let p: Pending | null | undefined = d.jobs.shift(); p; p = d.jobs.shift() ?? (await this.nextJob(d, conn))) {
+      for (let p: Pending | null | undefined = d.jobs.shift(); p; p = d.jobs.shift() ?? (await this.nextJob(d, conn, idle))) {
         if (!conn || conn.closed) {
           const r = await reach(p.job.hosts, p.job.settings);
           if (!r.ok) {
@@ -177,6 +184,7 @@ export class ConnectionPool {
           conn = r.conn;
           this.opened += 1;
           this.live.add(conn);
+          this.watchClose(d, conn, idle);
         }
         const outcomes = await conn.send(p.job.msg);
         p.resolve({ kind: 'sent', outcomes, via: conn.endpoint });
@@ -189,23 +197,34 @@ export class ConnectionPool {
     }
   }
 
+  /**
+   * The server may drop an idle connection (RFC 5321 §4.5.3.2.7); a worker waiting on it stops waiting.
+   * One handler per connection, not one per wait: a reaction added at every wait would keep every message
+   * the connection ever carried reachable until it closed (on a busy relay, ~1 KB per message, unbounded).
+   */
+  private watchClose(d: Destination, conn: SmtpConnection, idle: IdleSlot): void {
+    idle.conn = conn;
+    void conn.closedPromise.then(() => {
+      const w = idle.waiter;
+      if (idle.conn === conn && w && d.idle.delete(w)) w(null);
+    });
+  }
+
   /** Waits up to idleMs for a job for this destination, holding the connection open. */
-  private nextJob(d: Destination, conn: SmtpConnection | null): Promise<Pending | null> {
+  private nextJob(d: Destination, conn: SmtpConnection | null, idle: IdleSlot): Promise<Pending | null> {
     if (this.stopping || !conn || conn.closed) return Promise.resolve(null);
     return new Promise((resolve) => {
       const waiter: Waiter = (p) => {
+        idle.waiter = null;
         clearTimeout(timer);
         resolve(p);
       };
       const timer = setTimeout(() => {
         d.idle.delete(waiter);
-        resolve(null);
+        waiter(null);
       }, this.limits.idleMs);
+      idle.waiter = waiter;
       d.idle.add(waiter);
-      // The server may drop an idle connection (RFC 5321 §4.5.3.2.7); it is then no use to wait on.
-      void conn.closedPromise.then(() => {
-        if (d.idle.delete(waiter)) waiter(null);
-      });
       // A starved destination needs this slot more than we need to idle.
       if (this.starved.length > 0 && this.workers >= this.limits.global) {
         d.idle.delete(waiter);
