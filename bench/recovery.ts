@@ -10,12 +10,14 @@
  * 3 times, and prints wall time and peak RSS. The directory it created is removed
  * at the end (also on Ctrl-C). Asserts nothing.
  *
- *   npx tsx bench/recovery.ts [--messages N] [--runs R] [--recipients K] [--profile]
+ *   npx tsx bench/recovery.ts [--messages N] [--runs R] [--recipients K] [--profile] [--dir DIR]
  *
  * --profile writes a V8 CPU profile of each open() (node --cpu-prof) to bench/results/.
+ * --dir DIR keeps the queue in DIR instead of a temporary directory: filled only if it
+ * has no segment yet, and never deleted, so repeated runs skip the (long) fill.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -107,18 +109,26 @@ async function main(): Promise<void> {
   const messages = flag('--messages', 1_000_000);
   const runs = flag('--runs', 3);
   const recipients = flag('--recipients', 1);
-  const dir = mkdtempSync(join(tmpdir(), 'petrel-recovery-bench-'));
-  const cleanup = () => rmSync(dir, { recursive: true, force: true });
+  const at = process.argv.indexOf('--dir');
+  const kept = at >= 0 ? process.argv[at + 1] : undefined;
+  const dir = kept !== undefined ? resolve(kept) : mkdtempSync(join(tmpdir(), 'petrel-recovery-bench-'));
+  const cleanup = () => {
+    if (kept === undefined) rmSync(dir, { recursive: true, force: true });
+  };
   process.on('SIGINT', () => {
     cleanup();
     process.exit(130);
   });
   try {
-    console.log(`queue ${dir}: filling ${messages} messages (~1 KB body, ${recipients} recipient(s)) with fsync OFF`);
-    const t0 = performance.now();
-    await fill(dir, messages, recipients);
+    if (kept === undefined || !existsSync(dir) || !readdirSync(dir).some((f) => f.endsWith('.log'))) {
+      mkdirSync(dir, { recursive: true });
+      console.log(`queue ${dir}: filling ${messages} messages (~1 KB body, ${recipients} recipient(s)) with fsync OFF`);
+      const t0 = performance.now();
+      await fill(dir, messages, recipients);
+      console.log(`filled in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    } else console.log(`queue ${dir}: reusing what it holds (--messages is not checked against it)`);
     const bytes = dirBytes(dir);
-    console.log(`filled in ${((performance.now() - t0) / 1000).toFixed(1)} s: ${(bytes / 1e6).toFixed(0)} MB in ${readdirSync(dir).length} files`);
+    console.log(`${(bytes / 1e6).toFixed(0)} MB in ${readdirSync(dir).length} files`);
     const results: OpenResult[] = [];
     for (let r = 0; r < runs; r++) {
       const res = measureOpen(dir, process.argv.includes('--profile'));

@@ -186,6 +186,31 @@ describe('index reducer', () => {
     expect(ix.live).toEqual(new Map([[2, 1]]));
   });
 
+  it('a copy supersedes its original whatever order the ids came in (the index skips lookups for ids past all others)', () => {
+    const ix = emptyIndex();
+    for (const id of ['M', 'B', 'Z', 'A']) apply(ix, commit(id, ['a@y']), at(1, 0));
+    for (const id of ['A', 'Z', 'B']) apply(ix, commit(id, ['a@y']), at(2, 0));
+    expect([...ix.messages.keys()].sort()).toEqual(['A', 'B', 'M', 'Z']);
+    expect(ix.live).toEqual(new Map([[1, 1], [2, 3]]));
+    expect(ix.messages.get('Z')?.commitSegments).toEqual(new Set([1, 2]));
+    expect(ix.messages.get('M')?.commitSegments).toEqual(new Set([1]));
+  });
+
+  it('an entry gives back its chunks in order, its envelope and MAIL parameters as committed', () => {
+    const ix = emptyIndex();
+    for (let seq = 0; seq < 4; seq++) apply(ix, { kind: 'body', id: 'A', seq, bytes: Buffer.alloc(seq + 1) }, at(1 + (seq >> 1), 100 * seq));
+    const params = { smtputf8: true, size: 123_456, body: '8BITMIME' as const };
+    const r: CommitRecord = { ...(commit('A', ['x@y', 'z@y'], 4, 10) as CommitRecord), receivedAt: 1_790_000_000_123, params, bodyCrc: 0xfedcba98, prefixed: true };
+    apply(ix, r, at(3, 0));
+    const e = ix.messages.get('A')!;
+    expect(e.chunks).toEqual([at(1, 0), at(1, 100), at(2, 200), at(2, 300)]);
+    expect([e.chunkCount, e.chunkAt(3), e.chunkAt(4), e.chunkAt(-1)]).toEqual([4, at(2, 300), undefined, undefined]);
+    expect(e.envelope).toEqual({ sender: 's@x', recipients: ['x@y', 'z@y'], params, clientIp: '127.0.0.1', helo: 'h', receivedAt: 1_790_000_000_123, prefixed: true });
+    expect(Object.keys(e.params)).toEqual(['smtputf8', 'size', 'body']); // as decodeRecord orders them
+    expect([e.bodyCrc, e.receivedAt, e.size]).toEqual([0xfedcba98, 1_790_000_000_123, 10]);
+    expect(toQueuedMessage(e).params).toEqual(params);
+  });
+
   it('a copied-forward COMMIT resumes with its snapshot: states, attempts, replies, held', () => {
     const ix = emptyIndex();
     apply(ix, commit('A', ['a@y', 'b@y']), at(1, 0));

@@ -154,12 +154,15 @@ function copyVictims(h: CompactionHost): string[] {
   const isSealed = new Set(sealed);
   const liveBytes = new Map<number, number>();
   for (const e of h.index.messages.values()) {
-    for (const c of e.chunks) if (isSealed.has(c.segment)) liveBytes.set(c.segment, (liveBytes.get(c.segment) ?? 0) + c.end - c.offset);
+    for (let i = 0; i < e.chunkCount; i++) {
+      const c = e.chunkAt(i) as Location;
+      if (isSealed.has(c.segment)) liveBytes.set(c.segment, (liveBytes.get(c.segment) ?? 0) + c.end - c.offset);
+    }
   }
   const sparse = new Set(sealed.filter((s) => h.index.live.has(s) && (liveBytes.get(s) ?? 0) < COPY_FORWARD_RATIO * h.segments.size(s)));
   if (sparse.size === 0) return [];
   const entries = [...h.index.messages.values()].filter((e) => e.inAnySegment((s) => sparse.has(s)) && h.copyable(e.id));
-  entries.sort((a, b) => a.envelope.receivedAt - b.envelope.receivedAt || (a.id < b.id ? -1 : 1));
+  entries.sort((a, b) => a.receivedAt - b.receivedAt || (a.id < b.id ? -1 : 1));
   const out: string[] = [];
   let bytes = 0;
   for (const e of entries) {

@@ -48,9 +48,12 @@ export function maskCrc(crc: number): number {
   return ((((crc >>> 15) | (crc << 17)) >>> 0) + MASK_DELTA) >>> 0;
 }
 
+/** CRC-32 of each possible type byte alone: the running value every frame's checksum starts from. */
+const TYPE_CRC: readonly number[] = Array.from({ length: 256 }, (_, t) => crc32(Uint8Array.of(t)));
+
 /** Masked CRC-32 (IEEE) of the type byte followed by the payload. */
 export function frameChecksum(type: number, payload: Uint8Array): number {
-  return maskCrc(crc32Update(crc32(Uint8Array.of(type)), payload));
+  return maskCrc(crc32Update(TYPE_CRC[type & 0xff] as number, payload));
 }
 
 /**
@@ -147,8 +150,18 @@ interface Assembly {
  * length or CRC mismatch elsewhere drops the rest of the block and is reported;
  * a FIRST whose LAST never came before EOF is a torn tail, not reported.
  */
-export function scanLog(bytes: Buffer, base = 0, sink: ((r: LogRecord) => void) | null = null): LogScan {
+export function scanLog(bytes: Buffer, base = 0, sink: RecordSink | null = null): LogScan {
   const st: ScanState = { records: [], corruptions: [], validEnd: base, asm: null, sink };
+  scanPiece(st, bytes, base);
+  return { records: st.records, validEnd: st.validEnd, corruptions: st.corruptions };
+}
+
+/**
+ * Scans file bytes [base, base + bytes.length). If that end is on a block
+ * boundary, nothing here treats it as EOF (records never cross blocks), so a
+ * file can be scanned piece by piece with one state: the same result as whole.
+ */
+function scanPiece(st: ScanState, bytes: Buffer, base: number): void {
   const fileEnd = base + bytes.length;
   let abs = base;
   while (abs < fileEnd) {
@@ -156,7 +169,6 @@ export function scanLog(bytes: Buffer, base = 0, sink: ((r: LogRecord) => void) 
     if (next === null) break;
     abs = next;
   }
-  return { records: st.records, validEnd: st.validEnd, corruptions: st.corruptions };
 }
 
 /** Handles the physical record (or trailer) at `abs`; returns where the next one starts, or null at EOF. */
@@ -195,8 +207,11 @@ interface ScanState {
   validEnd: number;
   asm: Assembly | null;
   /** If set, records go here as they are found instead of into `records`. */
-  sink: ((r: LogRecord) => void) | null;
+  sink: RecordSink | null;
 }
+
+/** Takes each logical record as found: its payload and file span (no object per record). */
+export type RecordSink = (payload: Buffer, offset: number, end: number) => void;
 
 function dropBlock(st: ScanState, from: number, to: number, reason: string): void {
   if (st.asm) dropAssembly(st, 'error in middle of record');
@@ -241,7 +256,7 @@ function acceptFragment(st: ScanState, type: number, payload: Buffer, offset: nu
 }
 
 function emit(st: ScanState, offset: number, end: number, payload: Buffer): void {
-  if (st.sink) st.sink({ offset, end, payload });
+  if (st.sink) st.sink(payload, offset, end);
   else st.records.push({ offset, end, payload });
   st.validEnd = end;
 }
@@ -313,17 +328,50 @@ export interface SegmentWalk {
 
 /**
  * scanSegment, but each record after the header goes to `each` as soon as it
- * is found: recovery of a 64 MiB segment then never holds its tens of
- * thousands of records (and their payload views) at once, so they die young.
+ * is found, and the file may come in pieces (SegmentWalker.feed): recovery
+ * then holds neither a 64 MiB segment nor its tens of thousands of records at
+ * once. (A fresh 64 MiB buffer per segment also made V8 count that much more
+ * external memory each time, and run a full GC over the index for it.)
  */
-export function walkSegment(bytes: Buffer, each: (r: LogRecord) => void): SegmentWalk {
-  let header: SegmentHeader | null = null;
-  let seen = 0;
-  const scan = scanLog(bytes, 0, (r) => {
-    if (seen++ === 0 && r.offset === 0) header = decodeSegmentHeader(r.payload);
-    if (seen > 1 || header === null) each(r);
-  });
-  const corruptions = [...scan.corruptions];
-  if (!header && bytes.length > 0) corruptions.unshift({ offset: 0, bytes: 0, reason: 'missing segment header' });
-  return { header, recordCount: header ? seen - 1 : seen, validEnd: scan.validEnd, corruptions };
+export class SegmentWalker {
+  private readonly st: ScanState;
+  private header: SegmentHeader | null = null;
+  private seen = 0;
+  private fed = 0;
+
+  constructor(each: RecordSink) {
+    const sink: RecordSink = (payload, offset, end) => {
+      if (this.seen++ === 0 && offset === 0) this.header = decodeSegmentHeader(payload);
+      if (this.seen > 1 || this.header === null) each(payload, offset, end);
+    };
+    this.st = { records: [], corruptions: [], validEnd: 0, asm: null, sink };
+  }
+
+  /**
+   * The file's next bytes. Every piece but the last must end on a block
+   * boundary. Records go to `each` before this returns; the caller may then
+   * reuse `bytes` (a record still open at the end is copied out of it).
+   */
+  feed(bytes: Buffer): void {
+    if (this.fed % BLOCK_SIZE !== 0) throw new RangeError('only the last piece of a segment may end inside a block');
+    scanPiece(this.st, bytes, this.fed);
+    this.fed += bytes.length;
+    const asm = this.st.asm;
+    if (asm) this.st.asm = { offset: asm.offset, parts: [Buffer.concat(asm.parts)] };
+  }
+
+  /** What the walk found; call after the last piece. */
+  result(): SegmentWalk {
+    const header = this.header;
+    const corruptions = [...this.st.corruptions];
+    if (!header && this.fed > 0) corruptions.unshift({ offset: 0, bytes: 0, reason: 'missing segment header' });
+    return { header, recordCount: header ? this.seen - 1 : this.seen, validEnd: this.st.validEnd, corruptions };
+  }
+}
+
+/** SegmentWalker over a whole file in one piece. */
+export function walkSegment(bytes: Buffer, each: RecordSink): SegmentWalk {
+  const w = new SegmentWalker(each);
+  w.feed(bytes);
+  return w.result();
 }

@@ -66,7 +66,7 @@ export function isDue(r: QueuedRecipient, now: number): boolean {
 }
 
 export function byArrival(a: IndexEntry, b: IndexEntry): number {
-  return a.envelope.receivedAt - b.envelope.receivedAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+  return a.receivedAt - b.receivedAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 }
 
 /** Records appended but not yet applied, by message and by recipient. */

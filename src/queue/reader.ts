@@ -5,7 +5,7 @@
  * locks anything and treats the newest segment's tail as possibly mid-write.
  */
 import { crc32Update } from './framing';
-import type { IndexEntry } from './index';
+import type { IndexEntry, Location } from './index';
 import { toQueuedMessage } from './index';
 import { decodeRecord } from './records';
 import { replay } from './recovery';
@@ -19,7 +19,7 @@ import type { QueuedMessage } from './types';
 
 /** Streams a message's BODY chunks in stored order, checking each record and the whole-body CRC. */
 export function readEntryBody(handles: SegmentHandles, entry: IndexEntry): AsyncGenerator<Buffer> {
-  return readChunks(handles, entry, entry.chunks.length, null);
+  return readChunks(handles, entry, entry.chunkCount, null);
 }
 
 /**
@@ -27,12 +27,12 @@ export function readEntryBody(handles: SegmentHandles, entry: IndexEntry): Async
  * prefix (header fields added at end of data), that chunk comes first.
  */
 export async function* readEntryMessage(handles: SegmentHandles, entry: IndexEntry): AsyncGenerator<Buffer> {
-  const last = entry.chunks.length - 1;
-  if (!entry.envelope.prefixed || last < 0) {
-    yield* readChunks(handles, entry, entry.chunks.length, null);
+  const last = entry.chunkCount - 1;
+  if (!entry.prefixed || last < 0) {
+    yield* readChunks(handles, entry, entry.chunkCount, null);
     return;
   }
-  const loc = entry.chunks[last];
+  const loc = entry.chunkAt(last);
   if (!loc) throw new QueueError('io', `prefix of ${entry.id} has no location`);
   const lease = await handles.acquire(loc.segment);
   let prefix: Buffer;
@@ -55,7 +55,7 @@ async function* readChunks(handles: SegmentHandles, entry: IndexEntry, count: nu
   let failed = false;
   try {
     for (let seq = 0; seq < count; seq++) {
-      const loc = entry.chunks[seq];
+      const loc = entry.chunkAt(seq);
       if (!loc) break;
       if (!lease || open !== loc.segment) {
         await lease?.release(false);
@@ -77,7 +77,7 @@ async function* readChunks(handles: SegmentHandles, entry: IndexEntry, count: nu
   if (crc >>> 0 !== entry.bodyCrc >>> 0) throw new QueueError('io', `body of ${entry.id} does not match its COMMIT checksum`);
 }
 
-async function readChunk(fh: QueueFile, loc: IndexEntry['chunks'][number], id: string, seq: number): Promise<Buffer> {
+async function readChunk(fh: QueueFile, loc: Location, id: string, seq: number): Promise<Buffer> {
   const payload = await readLogRecord(fh, loc);
   const decoded = payload ? decodeRecord(payload) : null;
   const r = decoded?.ok ? decoded.record : null;

@@ -204,6 +204,39 @@ function encodeOutcome(w: Writer, o: RcptOutcome): Writer {
 
 class DecodeError extends Error {}
 
+/**
+ * The last text decoded for one field, kept with its bytes. Such fields repeat
+ * from record to record: a message's BODY records and its COMMIT carry one id,
+ * and runs of COMMITs come from one relay (client address, HELO name).
+ * Comparing a few bytes costs less than making a string, and handing back the
+ * same string again lets the index's maps and intern table skip hashing it.
+ * The result is the same text either way, so decoding stays a pure function.
+ */
+class LastText {
+  private readonly bytes = Buffer.alloc(64);
+  private length = -1;
+  private text = '';
+
+  constructor(private readonly encoding: 'latin1' | 'utf8') {}
+
+  get(b: Buffer, start: number, end: number): string {
+    const n = end - start;
+    if (n === this.length && this.holds(b, start, n)) return this.text;
+    this.text = b.toString(this.encoding, start, end);
+    this.length = n <= this.bytes.length ? b.copy(this.bytes, 0, start, end) : -1;
+    return this.text;
+  }
+
+  private holds(b: Buffer, start: number, n: number): boolean {
+    for (let i = 0; i < n; i++) if (b[start + i] !== this.bytes[i]) return false;
+    return true;
+  }
+}
+
+const lastId = new LastText('latin1');
+const lastClientIp = new LastText('utf8');
+const lastHelo = new LastText('utf8');
+
 class Reader {
   private pos = 0;
   constructor(private readonly b: Buffer) {}
@@ -220,13 +253,19 @@ class Reader {
   }
   id(): string {
     const n = this.u8();
-    const s = this.b.toString('latin1', this.take(n), this.pos);
-    if (!isValidId(s)) throw new DecodeError('invalid queue id');
-    return s;
+    const at = this.take(n);
+    // isValidId on the bytes, before any string exists (latin1: one char per byte, same code)
+    if (n === 0 || n > MAX_ID_LENGTH) throw new DecodeError('invalid queue id');
+    for (let i = at; i < this.pos; i++) {
+      const c = this.b[i] as number;
+      if (c < 0x21 || c > 0x7e) throw new DecodeError('invalid queue id');
+    }
+    return lastId.get(this.b, at, this.pos);
   }
-  str(): string {
+  str(last: LastText | null = null): string {
     const n = this.u16();
-    return this.b.toString('utf8', this.take(n), this.pos);
+    const at = this.take(n);
+    return last ? last.get(this.b, at, this.pos) : this.b.toString('utf8', at, this.pos);
   }
   bytes(): Buffer {
     const n = this.u32();
@@ -300,8 +339,8 @@ function decodeCommit(r: Reader): CommitRecord {
   const flags = r.u8();
   if (flags & ~0x7f) throw new DecodeError('unknown COMMIT flags');
   const params = decodeParams(r, flags);
-  const clientIp = r.str();
-  const helo = r.str();
+  const clientIp = r.str(lastClientIp);
+  const helo = r.str(lastHelo);
   const size = r.u64();
   const chunkCount = r.u32();
   const bodyCrc = r.u32();

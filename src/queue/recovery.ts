@@ -10,13 +10,13 @@
  * - Transactions whose COMMIT never made it are dropped (their sessions are gone,
  *   and their clients never saw a 250).
  */
-import { walkSegment } from './framing';
+import { SegmentWalker } from './framing';
 import type { SegmentHeader } from './framing';
 import { apply, dropAllPending, emptyIndex } from './index';
 import type { IndexProblem, QueueIndex } from './index';
 import { decodeRecord } from './records';
 import type { Tail } from './committer';
-import { errno, listSegments, segmentPath } from './segment';
+import { listSegments, readSegments, segmentPath } from './segment';
 import type { QueueFs } from './segment';
 
 export interface SegmentCorruption {
@@ -60,16 +60,16 @@ export async function replay(fs: QueueFs, dir: string): Promise<Replay> {
   const report: RecoveryReport = { segments: [], truncated: null, corruptions: [], problems: index.problems, droppedTransactions: 0 };
   let newest: NewestSegment | null = null;
   const sizes = new Map<number, number>();
-  // the next file is read while this one is replayed: decoding, not the disk, should be what recovery waits on
-  let next = prefetch(fs, dir, segments[0]);
-  for (let i = 0; i < segments.length; i++) {
-    const segment = segments[i] ?? 0;
-    const bytes = await next;
-    next = prefetch(fs, dir, segments[i + 1]);
-    if (bytes === null) continue; // unlinked by a compactor since readdir
-    report.segments.push(segment);
-    sizes.set(segment, bytes.length);
-    newest = replaySegment(index, report, segment, bytes, i === segments.length - 1);
+  const last = segments[segments.length - 1];
+  let seg: SegmentReplay | null = null;
+  for await (const piece of readSegments(fs, dir, segments)) {
+    seg ??= new SegmentReplay(index, piece.segment);
+    seg.feed(piece.bytes);
+    if (!piece.last) continue;
+    report.segments.push(piece.segment);
+    sizes.set(piece.segment, seg.size);
+    newest = seg.finish(report, piece.segment === last);
+    seg = null;
   }
   report.droppedTransactions = index.pending.size;
   dropAllPending(index);
@@ -79,41 +79,45 @@ export async function replay(fs: QueueFs, dir: string): Promise<Replay> {
   return { index, report, newest, sizes };
 }
 
-function prefetch(fs: QueueFs, dir: string, segment: number | undefined): Promise<Buffer | null> {
-  if (segment === undefined) return Promise.resolve(null);
-  const p = readSegment(fs, dir, segment);
-  p.catch(() => {}); // handled when awaited; never an unhandled rejection if replay stops first
-  return p;
-}
+/** One segment's replay, fed piece by piece: records go to the index as they are found. */
+class SegmentReplay {
+  private readonly walker: SegmentWalker;
+  private readonly bad: SegmentCorruption[] = [];
+  size = 0;
 
-async function readSegment(fs: QueueFs, dir: string, segment: number): Promise<Buffer | null> {
-  try {
-    return await fs.readFile(segmentPath(dir, segment));
-  } catch (e) {
-    if (errno(e) === 'ENOENT') return null;
-    throw e;
+  constructor(index: QueueIndex, private readonly segment: number) {
+    // one Location for the whole segment: the index copies what it keeps, so a million records make no garbage here
+    const at = { segment, offset: 0, end: 0 };
+    this.walker = new SegmentWalker((payload, offset, end) => {
+      const decoded = decodeRecord(payload);
+      at.offset = offset;
+      at.end = end;
+      if (decoded.ok) apply(index, decoded.record, at);
+      else if (!decoded.ignorable) this.bad.push({ segment, offset, bytes: end - offset, reason: decoded.reason });
+    });
   }
-}
 
-function replaySegment(index: QueueIndex, report: RecoveryReport, segment: number, bytes: Buffer, isNewest: boolean): NewestSegment {
-  const bad: SegmentCorruption[] = [];
-  const scan = walkSegment(bytes, (rec) => {
-    const decoded = decodeRecord(rec.payload);
-    if (decoded.ok) apply(index, decoded.record, { segment, offset: rec.offset, end: rec.end });
-    else if (!decoded.ignorable) bad.push({ segment, offset: rec.offset, bytes: rec.end - rec.offset, reason: decoded.reason });
-  });
-  const tornFrom = isNewest ? scan.validEnd : Infinity;
-  const empty = scan.header === null && scan.recordCount === 0;
-  for (const c of scan.corruptions) {
-    // the newest segment's tail is a crash artifact; so is a header torn at creation
-    if (c.offset >= tornFrom || (isNewest && empty)) continue;
-    report.corruptions.push({ segment, ...c });
+  feed(bytes: Buffer): void {
+    this.walker.feed(bytes);
+    this.size += bytes.length;
   }
-  if (scan.header && scan.header.segment !== segment) {
-    report.corruptions.push({ segment, offset: 0, bytes: 0, reason: `header names segment ${scan.header.segment}` });
+
+  finish(report: RecoveryReport, isNewest: boolean): NewestSegment {
+    const segment = this.segment;
+    const scan = this.walker.result();
+    const tornFrom = isNewest ? scan.validEnd : Infinity;
+    const empty = scan.header === null && scan.recordCount === 0;
+    for (const c of scan.corruptions) {
+      // the newest segment's tail is a crash artifact; so is a header torn at creation
+      if (c.offset >= tornFrom || (isNewest && empty)) continue;
+      report.corruptions.push({ segment, ...c });
+    }
+    if (scan.header && scan.header.segment !== segment) {
+      report.corruptions.push({ segment, offset: 0, bytes: 0, reason: `header names segment ${scan.header.segment}` });
+    }
+    for (const c of this.bad) report.corruptions.push(c); // after the scan's own, as before; no spread: there may be many
+    return { segment, header: scan.header, recordCount: scan.recordCount, validEnd: scan.validEnd, size: this.size };
   }
-  for (const c of bad) report.corruptions.push(c); // after the scan's own, as before; no spread: there may be many
-  return { segment, header: scan.header, recordCount: scan.recordCount, validEnd: scan.validEnd, size: bytes.length };
 }
 
 /** Where appending resumes: after the newest segment's last complete record (cutting a torn tail off). */

@@ -1,7 +1,8 @@
 /**
  * File-system edge of the queue log: segment file names, the injectable fs
  * surface (so fault tests can fail a write or an fsync on purpose), directory
- * fsync, and reading a record back by its location.
+ * fsync, reading a record back by its location, and reading whole segments
+ * in pieces for recovery.
  *
  * Segments are named by zero-padded number (00000001.log) so that name order
  * is log order (Kafka). After a segment is created or unlinked the directory
@@ -10,7 +11,7 @@
  */
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { readRecordAt } from './framing';
+import { BLOCK_SIZE, readRecordAt } from './framing';
 import type { Location } from './index';
 
 /** The subset of a node:fs/promises FileHandle the queue uses. */
@@ -28,7 +29,6 @@ export interface QueueFile {
 export interface QueueFs {
   mkdir(dir: string, opts: { recursive: true }): Promise<unknown>;
   readdir(dir: string): Promise<string[]>;
-  readFile(file: string): Promise<Buffer>;
   open(file: string, flags: string): Promise<QueueFile>;
   /** Compaction only; node:fs/promises unlink when absent. */
   unlink?(file: string): Promise<void>;
@@ -37,33 +37,9 @@ export interface QueueFs {
 export const nodeFs: QueueFs = {
   mkdir: (dir, opts) => fsp.mkdir(dir, opts),
   readdir: (dir) => fsp.readdir(dir),
-  readFile: (file) => readWhole(file),
   open: (file, flags) => fsp.open(file, flags),
   unlink: (file) => fsp.unlink(file),
 };
-
-/**
- * The whole file with one read call (one thread-pool job), where fs.readFile
- * takes 512 KiB per event-loop round trip: so recovery can decode one segment
- * while the next is being read. A file growing meanwhile yields a prefix, as
- * readFile may too; recovery treats any tail as torn.
- */
-async function readWhole(file: string): Promise<Buffer> {
-  const fh = await fsp.open(file, 'r');
-  try {
-    const { size } = await fh.stat();
-    const buf = Buffer.allocUnsafe(size);
-    let n = 0;
-    while (n < size) {
-      const { bytesRead } = await fh.read(buf, n, size - n, n);
-      if (bytesRead === 0) break;
-      n += bytesRead;
-    }
-    return n < size ? buf.subarray(0, n) : buf;
-  } finally {
-    await fh.close();
-  }
-}
 
 const SEGMENT_NAME = /^(\d{8,10})\.log$/;
 
@@ -149,4 +125,108 @@ export async function readLogRecord(fh: QueueFile, loc: Location): Promise<Buffe
 
 export function errno(e: unknown): string | undefined {
   return typeof e === 'object' && e !== null && 'code' in e && typeof e.code === 'string' ? e.code : undefined;
+}
+
+/** One read's worth of a segment file, for recovery. */
+export interface Piece {
+  readonly segment: number;
+  /** A view into a buffer that is reused once the consumer asks for the next piece. */
+  readonly bytes: Buffer;
+  /** The file's last piece (possibly empty): its size is the sum of its pieces. */
+  readonly last: boolean;
+}
+
+/**
+ * Bytes per read: a whole number of blocks, so only a file's last piece ends
+ * inside one (SegmentWalker.feed), and few enough that two reused buffers are
+ * all of the log recovery holds, however large the queue.
+ */
+export const PIECE_BYTES = 32 * BLOCK_SIZE;
+
+/**
+ * The segments' bytes in order, piece by piece, with the next read always in
+ * flight while the consumer handles the current piece: decoding, not the disk,
+ * should be what recovery waits on. A file is read up to the size it had when
+ * opened (one growing meanwhile yields a prefix: recovery treats any tail as
+ * torn); one unlinked since the directory was listed is skipped.
+ */
+export async function* readSegments(fs: QueueFs, dir: string, segments: readonly number[]): AsyncGenerator<Piece> {
+  const files = new PieceReader(fs, dir, segments);
+  let ahead = Buffer.allocUnsafe(PIECE_BYTES);
+  let spare = Buffer.allocUnsafe(PIECE_BYTES);
+  let next = files.read(ahead);
+  try {
+    for (;;) {
+      const piece = await next; // its bytes are in `ahead`
+      if (piece === null) return;
+      [ahead, spare] = [spare, ahead];
+      next = files.read(ahead);
+      next.catch(() => {}); // handled when awaited; never unhandled if the consumer stops first
+      yield piece;
+    }
+  } finally {
+    await next.catch(() => null); // the consumer stopped early: let the read in flight finish before closing its file
+    await files.close();
+  }
+}
+
+/** Sequential reads through a list of segment files, one open at a time. */
+class PieceReader {
+  private at = 0;
+  private fh: QueueFile | null = null;
+  private segment = 0;
+  private size = 0;
+  private pos = 0;
+
+  constructor(
+    private readonly fs: QueueFs,
+    private readonly dir: string,
+    private readonly segments: readonly number[],
+  ) {}
+
+  /** The next piece into `buf`, or null after the last file. */
+  async read(buf: Buffer): Promise<Piece | null> {
+    if (!this.fh && !(await this.openNext())) return null;
+    const fh = this.fh as QueueFile;
+    let n = 0;
+    const want = Math.min(buf.length, this.size - this.pos);
+    while (n < want) {
+      const { bytesRead } = await fh.read(buf, n, want - n, this.pos + n);
+      if (bytesRead === 0) break;
+      n += bytesRead;
+    }
+    this.pos += n;
+    const last = n < buf.length || this.pos >= this.size;
+    const piece = { segment: this.segment, bytes: buf.subarray(0, n), last };
+    if (last) await this.close();
+    return piece;
+  }
+
+  async close(): Promise<void> {
+    const fh = this.fh;
+    this.fh = null;
+    await fh?.close();
+  }
+
+  private async openNext(): Promise<boolean> {
+    while (this.at < this.segments.length) {
+      const segment = this.segments[this.at++] as number;
+      try {
+        this.fh = await this.fs.open(segmentPath(this.dir, segment), 'r');
+      } catch (e) {
+        if (errno(e) === 'ENOENT') continue; // unlinked by a compactor since readdir
+        throw e;
+      }
+      this.segment = segment;
+      this.pos = 0;
+      try {
+        this.size = (await this.fh.stat()).size;
+      } catch (e) {
+        await this.close();
+        throw e;
+      }
+      return true;
+    }
+    return false;
+  }
 }
