@@ -22,7 +22,7 @@
  * LocalDirectory is the I/O half of policy/recipients.ts: it re-reads the
  * aliases file when it changes and answers RCPT-time verification.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
 import type { Config } from '../config/schema';
 import { readHeaderSection } from '../message/header-scan';
 import type { Logger } from '../observe/log';
@@ -60,6 +60,7 @@ export class LocalDirectory {
   private aliases: AliasTable | null;
   private stamp = '';
   private checkedAt = -Infinity;
+  private reloading: Promise<void> | null = null;
   private readonly catchAll: Map<string, string>;
   private users: KnownUsers | null = null;
   private usersAt = -Infinity;
@@ -71,7 +72,7 @@ export class LocalDirectory {
 
   /** The directory as of now; null while a configured aliases file has never been readable (callers answer 4yz). */
   async current(): Promise<Directory | null> {
-    this.reload();
+    await this.reload();
     const users = await this.knownUsers();
     if (this.aliases === null || users === null) return null;
     const { localDomains, delimiters } = this.opts;
@@ -98,16 +99,25 @@ export class LocalDirectory {
     return this.users;
   }
 
-  private reload(): void {
+  /** Re-reads a changed aliases file, at most once per RELOAD_CHECK_MS; concurrent callers share one check. */
+  private reload(): Promise<void> {
     const file = this.opts.aliasesFile;
     const now = (this.opts.now ?? Date.now)();
-    if (file === null || now - this.checkedAt < RELOAD_CHECK_MS) return;
+    if (file === null || now - this.checkedAt < RELOAD_CHECK_MS) return this.reloading ?? Promise.resolve();
     this.checkedAt = now;
+    this.reloading = this.readAliases(file).finally(() => {
+      this.reloading = null;
+    });
+    return this.reloading;
+  }
+
+  /** Off the event loop (fs/promises): a slow disk must not stall every session. */
+  private async readAliases(file: string): Promise<void> {
     try {
-      const st = statSync(file);
+      const st = await stat(file);
       const stamp = `${st.ino}:${st.size}:${st.mtimeMs}`;
       if (stamp === this.stamp && this.aliases !== null) return;
-      const parsed = parseAliases(readFileSync(file, 'utf8'));
+      const parsed = parseAliases(await readFile(file, 'utf8'));
       for (const p of parsed.problems) this.opts.log.warn('aliases-problem', { file: `${file}:${p.line}`, reason: p.reason });
       this.aliases = parsed.table;
       this.stamp = stamp;
@@ -117,6 +127,7 @@ export class LocalDirectory {
       this.opts.log.error('aliases-unreadable', { file, error: err, using_previous: this.aliases !== null });
     }
   }
+
 }
 
 const aliasesUnavailable = (): Reply => reply(451, '4.3.0', 'Recipient directory unavailable, try again later');
