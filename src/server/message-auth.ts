@@ -19,6 +19,7 @@ import type { Queue } from '../queue/queue';
 import type { ControlQueue } from './control';
 import type { Logger } from '../observe/log';
 import { R, type Reply } from '../smtp/reply';
+import { assertNever } from '../smtp/assert-never';
 
 /** The whole inbound check (SPF's ten lookups, every DKIM key, DMARC) ends within this. */
 export const CHECK_DEADLINE_MS = 20_000;
@@ -90,10 +91,14 @@ export class MessageAuth {
     switch (action) {
       case 'reject':
         return { kind: 'reject', reply: rejectReply(verdict) ?? R.localError(), log };
-      case 'quarantine':
-        return { kind: 'accept', prefix: Buffer.concat([verdict.header, quarantineTag(observer.observed === null ? 'header-too-large' : `dmarc=fail policy=${verdict.dmarc?.policy ?? 'none'}`)]), log };
+      case 'quarantine': {
+        const why = observer.observed === null ? 'header-too-large' : `dmarc=fail policy=${verdict.dmarc?.policy ?? 'none'}`;
+        return { kind: 'accept', prefix: Buffer.concat([verdict.header, quarantineTag(why)]), log };
+      }
       case 'accept':
         return { kind: 'accept', prefix: verdict.header, log };
+      default:
+        return assertNever(action);
     }
   }
 
