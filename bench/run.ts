@@ -66,7 +66,7 @@ async function runAll(o: Options, file: string, signal: AbortSignal): Promise<Ru
     for (let rep = 1; rep <= o.reps; rep++) {
       for (const target of o.targets) {
         if (signal.aborted) return records;
-        const r = await measure(target, cell, { rep, latency: o.latency, timeoutMs: o.timeoutMs, stallMs: o.stallMs, petrelSettings: o.petrelSettings, signal });
+        const r = await measure(target, cell, { rep, latency: o.latency, timeoutMs: o.timeoutMs, stallMs: o.stallMs, petrelSettings: o.petrelSettings, petrelBundle: o.petrelBundle, signal });
         records.push(r);
         const line = JSON.stringify(r);
         appendFileSync(file, `${line}\n`);

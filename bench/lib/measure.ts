@@ -32,6 +32,7 @@ export interface RunOptions {
   readonly timeoutMs: number;
   readonly stallMs: number;
   readonly petrelSettings: Settings;
+  readonly petrelBundle?: string | null;
   readonly signal: AbortSignal;
 }
 
@@ -69,7 +70,7 @@ export async function measure(name: TargetName, cell: Cell, o: RunOptions): Prom
   const sinkHost = SINK_HOST[name];
   const sink = await startCountingSink(sinkHost, await freePort(sinkHost));
   try {
-    const target = await startTarget(name, sink, o.petrelSettings);
+    const target = await startTarget(name, sink, o.petrelSettings, o.petrelBundle ?? undefined);
     try {
       return toRecord(target, sink, cell, o, load1, await load(target, sink, cell, o));
     } finally {

@@ -3,6 +3,7 @@
  * 1 KB, 20 KB, 200 KB × concurrency 1, 20, 100, with N per cell chosen so
  * that the slower MTA's run takes roughly 10–60 s on a 2-core machine.
  */
+import { resolve } from 'node:path';
 import type { Settings } from '../../test/helpers/spawn';
 import type { Cell } from './measure';
 import { TARGET_NAMES, type TargetName } from './targets';
@@ -15,6 +16,8 @@ export interface Options {
   readonly timeoutMs: number;
   readonly stallMs: number;
   readonly petrelSettings: Settings;
+  /** The petrel.mjs to run (default dist/petrel.mjs): compare two builds. */
+  readonly petrelBundle: string | null;
   readonly out: string | null;
 }
 
@@ -28,6 +31,7 @@ export const USAGE = `usage: npm run bench -- [flags]
   --tuned               add postfix-tuned to the targets
   --no-latency          no final-250 latency probe
   --petrel KEY=VALUE    extra petrel.conf setting (repeatable); queue_fsync=no is marked, never a headline
+  --petrel-bundle FILE  run this petrel.mjs instead of dist/petrel.mjs (compare two builds)
   --timeout SECONDS     bound on each smtp-source run (default 300)
   --stall SECONDS       give up on relaying after this long without progress at the sink (default 30)
   --out FILE            JSON lines file (default bench/results/<time>.jsonl)
@@ -73,6 +77,7 @@ interface Raw {
   timeoutS: number;
   stallS: number;
   petrel: Settings;
+  bundle: string | null;
   out: string | null;
 }
 
@@ -100,6 +105,7 @@ const VALUED: Record<string, (r: Raw, v: string, flag: string) => void> = {
   '--stall': (r, v, f) => void (r.stallS = positive(v, f)),
   '--petrel': (r, v) => setting(v, r.petrel),
   '--out': (r, v) => void (r.out = v),
+  '--petrel-bundle': (r, v) => void (r.bundle = resolve(v)),
 };
 
 /** Applies one flag (and its value, if it takes one); returns how many arguments it used. */
@@ -117,7 +123,7 @@ function flag(r: Raw, name: string, value: string | undefined): number {
 }
 
 export function parseOptions(argv: readonly string[]): Options {
-  const r: Raw = { quick: false, sizes: [1024, 20 * 1024, 200 * 1024], sessions: [1, 20, 100], messages: null, reps: 3, targets: ['petrel', 'postfix', 'ceiling'], tuned: false, latency: true, timeoutS: 300, stallS: 30, petrel: {}, out: null };
+  const r: Raw = { quick: false, sizes: [1024, 20 * 1024, 200 * 1024], sessions: [1, 20, 100], messages: null, reps: 3, targets: ['petrel', 'postfix', 'ceiling'], tuned: false, latency: true, timeoutS: 300, stallS: 30, petrel: {}, bundle: null, out: null };
   const given = new Set<string>();
   for (let i = 0; i < argv.length; ) {
     const name = argv[i] ?? '';
@@ -133,5 +139,5 @@ export function parseOptions(argv: readonly string[]): Options {
   const wanted = new Set<TargetName>(r.tuned ? [...r.targets, 'postfix-tuned'] : r.targets);
   const targets = TARGET_NAMES.filter((n) => wanted.has(n)); // A B C in a fixed order within each repetition
   const cells = r.sizes.flatMap((size) => r.sessions.map((sessions) => ({ size, sessions, messages: r.messages ?? defaultMessages(size, sessions) })));
-  return { cells, reps: r.reps, targets, latency: r.latency, timeoutMs: r.timeoutS * 1000, stallMs: r.stallS * 1000, petrelSettings: r.petrel, out: r.out };
+  return { cells, reps: r.reps, targets, latency: r.latency, timeoutMs: r.timeoutS * 1000, stallMs: r.stallS * 1000, petrelSettings: r.petrel, petrelBundle: r.bundle, out: r.out };
 }

@@ -53,10 +53,10 @@ export interface Target {
   stop(): Promise<void>;
 }
 
-export async function startTarget(name: TargetName, sink: CountingSink, petrelSettings: Settings): Promise<Target> {
+export async function startTarget(name: TargetName, sink: CountingSink, petrelSettings: Settings, petrelBundle?: string): Promise<Target> {
   switch (name) {
     case 'petrel':
-      return startPetrelTarget(sink, petrelSettings);
+      return startPetrelTarget(sink, petrelSettings, petrelBundle);
     case 'postfix':
       return startPostfixTarget(name, sink, {});
     case 'postfix-tuned':
@@ -68,10 +68,10 @@ export async function startTarget(name: TargetName, sink: CountingSink, petrelSe
   }
 }
 
-async function startPetrelTarget(sink: CountingSink, extra: Settings): Promise<Target> {
+async function startPetrelTarget(sink: CountingSink, extra: Settings, bundle?: string): Promise<Target> {
   // queue_only = no: startPetrel's test default only queues, and here delivery is the point
   const settings: Settings = { relay_host: `[${sink.host}]:${sink.port}`, listen: `${MTA_HOST}:0`, queue_only: 'no', queue_fsync: 'yes', max_connections_per_ip: 1000, ...extra };
-  const p = await startPetrel({ settings });
+  const p = await startPetrel({ settings, ...(bundle ? { bundle } : {}) });
   const seen = { count: 0, examples: [] as string[] };
   // startPetrel keeps every log line; read them for problems and let them go, or a long run holds them all
   const drain = setInterval(() => drainLogs(p, seen), 500);
