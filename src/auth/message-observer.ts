@@ -28,6 +28,7 @@ import { unfoldValue } from './dkim/verify';
 import { authservIdOf } from './auth-results';
 import { parseAddressList } from '../message/address-list';
 import { DefectList, HeaderParser, MAX_HEADER_BYTES, MAX_HEADER_FIELDS, type HeaderField } from '../message/header';
+import { ChunkList } from '../message/chunk-list';
 import { assertNever } from '../smtp/assert-never';
 
 /** Postfix's header_size_limit: a header section past it is not mail anyone needs to authenticate. */
@@ -90,7 +91,7 @@ export class MessageObserver {
   private readonly maxHeader: number;
   private readonly maxSignatures: number;
   private readonly parser: HeaderParser;
-  private held: Buffer[] = [];
+  private held = new ChunkList();
   private seen = 0;
   private parsed: HeaderField[] = [];
   private readonly hashers = new Map<string, BodyHasher>();
@@ -152,8 +153,7 @@ export class MessageObserver {
   }
 
   private giveUp(): Buffer[] {
-    const out = this.held;
-    this.held = [];
+    const out = this.held.take();
     this.parsed = [];
     this.phase = 'through';
     return out;
@@ -161,8 +161,8 @@ export class MessageObserver {
 
   /** The section is complete: decide what to remove, set up the hashers, hash the body bytes already held. */
   private headerEnded(): Buffer[] {
-    const all = this.held.length === 1 ? (this.held[0] as Buffer) : Buffer.concat(this.held);
-    this.held = [];
+    const parts = this.held.take();
+    const all = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
     const removed = this.opts.verify ? ourAuthResults(this.parsed, this.opts.authservId) : [];
     this.header = this.describe(all, removed);
     if (this.opts.verify) this.pending = this.parseSignatures(this.header.fields);

@@ -31,6 +31,7 @@ import { lockQueueDir } from './lock';
 import { SharedHandles } from './read-handles';
 import { readEntryBody, readEntryMessage } from './reader';
 import { HOT_BYTES, HOT_MAX_MESSAGE, HotBodies } from './hot-bodies';
+import { ChunkList } from '../message/chunk-list';
 import { MAX_BODY_CHUNK, encodeRecord, isValidId } from './records';
 import type { CommitRecord } from './records';
 import { openTail, replay } from './recovery';
@@ -72,7 +73,7 @@ interface Txn {
   size: number;
   crc: number;
   /** The chunks as appended, while the message is small enough for the hot cache; null past HOT_MAX_MESSAGE. */
-  hot: Buffer[] | null;
+  hot: ChunkList | null;
 }
 
 export class Queue {
@@ -146,10 +147,11 @@ export class Queue {
     if (this.closed || this.committer.failure) return;
     let t = this.txns.get(id);
     if (!t) {
-      t = { seq: 0, size: 0, crc: 0, hot: [] };
+      t = { seq: 0, size: 0, crc: 0, hot: new ChunkList() };
       this.txns.set(id, t);
     }
-    if (t.hot) t.hot = t.size + chunk.length <= HOT_MAX_MESSAGE ? (t.hot.push(chunk), t.hot) : null;
+    if (t.hot && t.size + chunk.length > HOT_MAX_MESSAGE) t.hot = null;
+    t.hot?.push(chunk);
     for (let at = 0; at < chunk.length; at += MAX_BODY_CHUNK) {
       const bytes = chunk.subarray(at, at + MAX_BODY_CHUNK);
       this.committer.append({ kind: 'body', id, seq: t.seq, bytes });
@@ -169,15 +171,20 @@ export class Queue {
     if (bad) return Promise.reject(bad);
     if (this.index.messages.has(id) || this.committing.has(id)) return Promise.reject(new Error(`queue id ${id} is already committed`));
     if (prefix && (prefix.length === 0 || prefix.length > MAX_BODY_CHUNK)) return Promise.reject(new RangeError(`prefix of ${prefix?.length} bytes: 1 to ${MAX_BODY_CHUNK} allowed`));
+    // The body so far, without the prefix: the cached copy is the message as delivered, prefix first.
+    const txn = this.txns.get(id);
+    const held = txn?.hot ?? null;
+    if (txn) txn.hot = null;
     if (prefix) this.appendBody(id, prefix);
-    const t = this.txns.get(id) ?? { seq: 0, size: 0, crc: 0, hot: [] };
+    const t = this.txns.get(id) ?? { seq: 0, size: 0, crc: 0, hot: null };
     this.txns.delete(id);
-    // The message as delivered (prefix first), cached before the fsync so the delivery woken by it finds it.
-    if (t.hot) this.hot.put(id, Buffer.concat(prefix ? [prefix, ...t.hot.slice(0, -1)] : t.hot));
+    // Cached before the fsync, so the delivery woken by it finds it.
+    if (held) this.hot.put(id, Buffer.concat(prefix ? [prefix, ...held.take()] : held.take()));
     try {
       this.committer.append(commitRecord(id, { ...env, prefixed: prefix !== undefined }, t.size, t.seq, t.crc));
     } catch (e) {
       this.committer.forget(id); // an envelope field too long for the codec: its BODY records are garbage
+      this.hot.delete(id);
       return Promise.reject(e);
     }
     this.committing.add(id);

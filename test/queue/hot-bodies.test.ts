@@ -56,6 +56,17 @@ describe('the queue with a hot cache', () => {
     await cold.close();
   });
 
+  it('a body dribbled in one byte at a time is cached whole, with the prefix first', async () => {
+    const q = await Queue.open(dir());
+    const text = Buffer.from(`Subject: slow\r\n\r\n${'x'.repeat(9000)}\r\n`);
+    const id = q.newId();
+    for (let i = 0; i < text.length; i++) q.appendBody(id, text.subarray(i, i + 1));
+    const prefix = Buffer.from('Authentication-Results: mx.test; spf=none\r\n');
+    await q.commit(id, env, prefix);
+    expect(await readAll(q.readBody(id))).toEqual(Buffer.concat([prefix, text]));
+    await q.close();
+  });
+
   it('a message over the size cap, and one finished, come from the log or not at all', async () => {
     const q = await Queue.open(dir());
     const big = Buffer.alloc(HOT_MAX_MESSAGE + 1, 0x61);

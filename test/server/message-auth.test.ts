@@ -61,9 +61,7 @@ describe('MessageAuth', () => {
   it('a DNS that never answers ends at the deadline with temperror, and the message is accepted', async () => {
     const a = auth({ dns: silentDns, deadlineMs: 200 });
     const r = run(a, { trusted: false, authenticated: false });
-    const t0 = Date.now();
-    const end = await a.finish(r!.observer, facts);
-    expect(Date.now() - t0).toBeLessThan(10_000); // bounded, not a measurement: without the deadline this never resolves
+    const end = await a.finish(r!.observer, facts); // without the deadline this never resolves (the test times out)
     expect(end.kind).toBe('accept');
     const text = end.kind === 'accept' ? end.prefix?.toString() ?? '' : '';
     expect(text).toMatch(/spf=temperror/);
