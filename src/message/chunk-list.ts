@@ -14,7 +14,7 @@ export class ChunkList {
   private readonly parts: Buffer[] = [];
   private block: Buffer | null = null;
   private used = 0;
-  /** Bytes pushed so far. */
+  /** Bytes held now. */
   bytes = 0;
 
   push(chunk: Buffer): void {
@@ -38,6 +38,7 @@ export class ChunkList {
   /** Everything pushed, in order; the list is empty afterwards. */
   take(): Buffer[] {
     this.seal();
+    this.bytes = 0;
     return this.parts.splice(0);
   }
 

@@ -67,6 +67,8 @@ export const BACKLOG_HIGH_WATER = 8 * 1024 * 1024;
 /** …and resume when onDrain fires, at or below this. */
 export const BACKLOG_LOW_WATER = 2 * 1024 * 1024;
 const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
+/** Chunks below this are gathered into one BODY record of at least this size. */
+const SMALL_CHUNK = 4096;
 
 interface Txn {
   seq: number;
@@ -74,6 +76,8 @@ interface Txn {
   crc: number;
   /** The chunks as appended, while the message is small enough for the hot cache; null past HOT_MAX_MESSAGE. */
   hot: ChunkList | null;
+  /** Small chunks not yet written as a BODY record (appendBody). */
+  small: ChunkList;
 }
 
 export class Queue {
@@ -147,11 +151,29 @@ export class Queue {
     if (this.closed || this.committer.failure) return;
     let t = this.txns.get(id);
     if (!t) {
-      t = { seq: 0, size: 0, crc: 0, hot: new ChunkList() };
+      t = { seq: 0, size: 0, crc: 0, hot: new ChunkList(), small: new ChunkList() };
       this.txns.set(id, t);
     }
-    if (t.hot && t.size + chunk.length > HOT_MAX_MESSAGE) t.hot = null;
+    if (t.hot && t.hot.bytes + chunk.length > HOT_MAX_MESSAGE) t.hot = null;
     t.hot?.push(chunk);
+    // A client sending a byte per packet must not cost a BODY record (~20 bytes of log) per byte: small chunks wait.
+    if (chunk.length < SMALL_CHUNK) {
+      t.small.push(chunk);
+      if (t.small.bytes >= SMALL_CHUNK) this.flushSmall(id, t);
+      return;
+    }
+    this.flushSmall(id, t);
+    this.appendRecords(id, t, chunk);
+  }
+
+  private flushSmall(id: string, t: Txn): void {
+    if (t.small.bytes === 0) return;
+    const parts = t.small.take();
+    this.appendRecords(id, t, parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts));
+  }
+
+  /** BODY records of at most 64 KiB each. */
+  private appendRecords(id: string, t: Txn, chunk: Buffer): void {
     for (let at = 0; at < chunk.length; at += MAX_BODY_CHUNK) {
       const bytes = chunk.subarray(at, at + MAX_BODY_CHUNK);
       this.committer.append({ kind: 'body', id, seq: t.seq, bytes });
@@ -174,9 +196,10 @@ export class Queue {
     // The body so far, without the prefix: the cached copy is the message as delivered, prefix first.
     const txn = this.txns.get(id);
     const held = txn?.hot ?? null;
-    if (txn) txn.hot = null;
-    if (prefix) this.appendBody(id, prefix);
-    const t = this.txns.get(id) ?? { seq: 0, size: 0, crc: 0, hot: null };
+    if (txn) this.flushSmall(id, txn);
+    // The prefix is its own last BODY record (the COMMIT's flag says so), never merged with body bytes.
+    const t = txn ?? { seq: 0, size: 0, crc: 0, hot: null, small: new ChunkList() };
+    if (prefix) this.appendRecords(id, t, prefix);
     this.txns.delete(id);
     // Cached before the fsync, so the delivery woken by it finds it.
     if (held) this.hot.put(id, Buffer.concat(prefix ? [prefix, ...held.take()] : held.take()));
